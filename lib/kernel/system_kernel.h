@@ -1,0 +1,33 @@
+// The real kernel: every adapter of lib/kernel/ opened together.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/kernel_api.h"
+#include "kernel/nft_table.h"
+#include "kernel/proc_sysctls.h"
+#include "kernel/rtnl_addresses.h"
+#include "kernel/state_file.h"
+
+namespace arpguard {
+
+class SystemKernel {
+ public:
+  /// Opens the rtnetlink and nfnetlink sockets; `state_dir` holds state.json.
+  static Result<std::unique_ptr<SystemKernel>> open(const std::string& state_dir);
+
+  KernelApis apis() { return {*addresses_, sysctls_, *nft_, state_}; }
+  NftTable& nft() { return *nft_; }
+
+ private:
+  SystemKernel(std::unique_ptr<RtnlAddresses> addresses, std::unique_ptr<NftTable> nft, std::string state_dir)
+      : addresses_(std::move(addresses)), nft_(std::move(nft)), state_(std::move(state_dir)) {}
+
+  std::unique_ptr<RtnlAddresses> addresses_;
+  std::unique_ptr<NftTable> nft_;
+  ProcSysctls sysctls_;
+  StateFile state_;
+};
+
+}  // namespace arpguard

@@ -122,11 +122,24 @@ Status Engine::apply_plan(const Plan& plan, const Desired& desired) {
     }
     if (!status) return status;
   }
-  // Every VIP of the policy is arpguard's to manage, whoever put it there first.
-  std::set<VipOnDevice> managed(state.vips.begin(), state.vips.end());
-  managed.insert(desired.vips.begin(), desired.vips.end());
-  state.vips.assign(managed.begin(), managed.end());
   return state == before ? Status() : kernel_.state.save(state);
+}
+
+Status Engine::adopt_policy_vips(const Desired& desired, const Observed& observed) {
+  // Every VIP of the policy is arpguard's to manage, whoever put it there first:
+  // dropped from the policy later, it is removed.
+  ManagedState state = observed.state;
+  std::set<VipOnDevice> managed(state.vips.begin(), state.vips.end());
+  for (const VipOnDevice& vip : desired.vips) {
+    const Link* link = observed.link_named(vip.device);
+    const bool present = link && std::any_of(observed.addresses.begin(), observed.addresses.end(), [&](const Address& a) {
+      return a.link_index == link->index && a.prefix == vip.prefix;
+    });
+    if (present) managed.insert(vip);
+  }
+  if (managed.size() == state.vips.size()) return Status();
+  state.vips.assign(managed.begin(), managed.end());
+  return kernel_.state.save(state);
 }
 
 Result<ConvergeReport> Engine::converge(const Policy& policy, bool dry_run) {
@@ -147,6 +160,7 @@ Result<ConvergeReport> Engine::converge(const Policy& policy, bool dry_run) {
   if (!after) return after.error();
   const Desired again = make_desired(policy, *after, own_table_);
   report.problems = again.problems;
+  if (Status status = adopt_policy_vips(again, *after); !status) report.problems.push_back(status.message());
   for (const std::string& line : Diff(again, *after).lines()) report.problems.push_back("still needed: " + line);
   for (const std::string& reason : verify_suppression(again, *after)) report.problems.push_back(reason);
   return report;

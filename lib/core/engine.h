@@ -45,6 +45,7 @@ class Engine {
  private:
   Status record_sysctl_origins(const Plan& plan, ManagedState& state);
   Status verify_before_vips(const Desired& desired);
+  Status adopt_policy_vips(const Desired& desired, const Observed& observed);
 
   KernelApis kernel_;
   bool own_table_;

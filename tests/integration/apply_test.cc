@@ -1,0 +1,172 @@
+// `arpguard apply` against the real kernel, proven by kernel read-back and by
+// ARP on the wire as the client sees it.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "arpguard_config.h"
+#include "guarded.h"
+#include "tests/unit/printing.h"
+
+using namespace arpguard::testing;
+
+namespace {
+
+const char* const kVip = "192.0.2.10";
+const std::string kOneVip = "[[vip]]\naddress = \"192.0.2.10\"\n";
+
+std::string golden(const std::string& name) {
+  std::ifstream in(std::string(ARPGUARD_SOURCE_ROOT) + "/rules/golden/" + name);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+TEST_CASE("control: a VIP on lo with default sysctls is answered on the wire") {
+  // Proves the wire check below can fail: this is the leak arpguard prevents.
+  Guarded g;
+  g.segment.rs.must(std::string("ip addr add ") + kVip + "/32 dev lo");
+  CHECK(g.segment.arp_replies(kVip) == std::vector<std::string>(3, Segment::kRsMac));
+}
+
+TEST_CASE("each method configures the VIP and hides it from ARP") {
+  for (const char* method : {"sysctl", "nftables", "both"}) {
+    CAPTURE(method);
+    Guarded g;
+    const std::string policy = g.write_policy(std::string("[arp]\nmethod = \"") + method + "\"\n" + kOneVip);
+
+    CommandResult r = g.apply(policy);
+    CHECK(r.exit_code == 0);
+    CHECK(r.err == "");
+    CHECK(r.out.find("add vip 192.0.2.10/32 dev lo") != std::string::npos);
+
+    CHECK(g.has_address("lo", "192.0.2.10/32"));
+    CHECK(g.has_address("lo", "127.0.0.1/8"));  // never touched (I2)
+    const bool sysctls = std::string(method) != "nftables";
+    CHECK(g.sysctl("all/arp_ignore") == (sysctls ? 1 : 0));
+    CHECK(g.sysctl("all/arp_announce") == (sysctls ? 2 : 0));
+    const bool nft = std::string(method) != "sysctl";
+    REQUIRE(g.table_exists() == nft);
+    if (nft) {
+      CHECK(g.set_elements() == std::vector<std::string>{kVip});
+      CHECK(g.rule_count() == 2);  // input drop + eth0 mangle
+    }
+    CHECK(g.segment.arp_replies(kVip).empty());
+  }
+}
+
+TEST_CASE("the kernel lists exactly the golden ruleset") {
+  Guarded g;
+  const std::string policy =
+      g.write_policy("[arp]\nmethod = \"nftables\"\n" + kOneVip + "[[vip]]\naddress = \"192.0.2.11\"\n");
+  REQUIRE(g.apply(policy).exit_code == 0);
+  CHECK(g.table_text() == golden("two-vips.nft"));
+}
+
+TEST_CASE("nftables method: ARP sent while talking from the VIP carries the real IP") {
+  Guarded g;
+  // Control first: with the VIP on lo and nothing else, the request leaks the VIP.
+  g.segment.rs.must(std::string("ip addr add ") + kVip + "/32 dev lo");
+  {
+    ArpCapture capture(g.segment.client, "eth0", g.dir.path() + "/control.log");
+    CommandResult ping = g.segment.rs.exec(std::string("ping -c 1 -W 0.3 -I ") + kVip + " " + Segment::kClientIp);
+    CAPTURE(ping.out);
+    CAPTURE(ping.err);
+    const std::vector<std::string> frames = capture.stop();
+    CAPTURE(frames);
+    CHECK(any_line_contains(frames, "who-has 192.0.2.2 tell 192.0.2.10"));
+  }
+  g.segment.rs.must("ip neigh flush dev eth0");
+
+  REQUIRE(g.apply(g.write_policy("[arp]\nmethod = \"nftables\"\n" + kOneVip)).exit_code == 0);
+  CHECK(g.sysctl("all/arp_announce") == 0);  // the kernel would announce the VIP
+  ArpCapture capture(g.segment.client, "eth0", g.dir.path() + "/guarded.log");
+  g.segment.rs.exec(std::string("ping -c 1 -W 0.3 -I ") + kVip + " " + Segment::kClientIp);
+  const std::vector<std::string> frames = capture.stop();
+  CHECK(any_line_contains(frames, "who-has 192.0.2.2 tell 192.0.2.1,"));
+  CHECK_FALSE(any_line_contains(frames, "tell 192.0.2.10"));
+  CHECK_FALSE(any_line_contains(frames, "192.0.2.10 is-at"));
+}
+
+TEST_CASE("a second apply plans nothing and makes no kernel change") {
+  Guarded g;
+  const std::string policy = g.write_policy(kOneVip);
+  REQUIRE(g.apply(policy).exit_code == 0);
+
+  Process ip_monitor(g.segment.rs.prefix() + "ip monitor address route link netconf", g.dir.path() + "/ip.log");
+  Process nft_monitor(g.segment.rs.prefix() + "nft monitor", g.dir.path() + "/nft.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+  CommandResult second = g.apply(policy);
+  CHECK(second.exit_code == 0);
+  CHECK(second.out == "converged: 0 action(s) applied\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Canaries prove the monitors were listening.
+  g.segment.rs.must("ip addr add 198.51.100.9/32 dev lo && nft add table arp canary");
+  REQUIRE(ip_monitor.wait_for_log("198.51.100.9", 3));
+  REQUIRE(nft_monitor.wait_for_log("canary", 3));
+
+  // The canary's own event must be the first thing the monitor saw.
+  const std::string ip_log = ip_monitor.log();
+  CAPTURE(ip_log);
+  CHECK(ip_log.substr(0, ip_log.find('\n')).find("198.51.100.9") != std::string::npos);
+  CHECK(nft_monitor.log().find("arpguard") == std::string::npos);
+}
+
+TEST_CASE("a bad policy is refused with a located error and changes nothing") {
+  Guarded g;
+  REQUIRE(g.apply(g.write_policy(kOneVip)).exit_code == 0);
+  const std::string before = g.segment.rs.must("ip -4 addr; nft list ruleset; sysctl -a -r 'arp_(ignore|announce)' 2>/dev/null");
+
+  const std::string bad = g.write_policy("[[vip]]\naddress = \"192.0.2.12\"\n[arp]\narp_ignore = 0\n");
+  CommandResult r = g.apply(bad);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err == bad + ":6:14: arp.arp_ignore: 0 would not protect VIPs (allowed: 1, 2, 3, 8)\n");
+  CHECK(r.out == "");
+  CHECK(g.segment.rs.must("ip -4 addr; nft list ruleset; sysctl -a -r 'arp_(ignore|announce)' 2>/dev/null") == before);
+}
+
+TEST_CASE("a VIP that is the interface's own address is refused before any change") {
+  Guarded g;
+  const std::string policy = g.write_policy("[[vip]]\naddress = \"192.0.2.1\"\n");
+  CommandResult r = g.apply(policy);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err == policy + ":4:11: vip.address: 192.0.2.1 is the own address of eth0 (192.0.2.1/24), not a VIP\n");
+  CHECK_FALSE(g.table_exists());
+  CHECK(g.sysctl("all/arp_ignore") == 0);
+}
+
+TEST_CASE("a VIP put on the ARP-facing interface by hand is moved to lo") {
+  Guarded g;
+  g.segment.rs.must(std::string("ip addr add ") + kVip + "/32 dev eth0");
+  CommandResult r = g.apply(g.write_policy(kOneVip));
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("del vip 192.0.2.10/32 dev eth0 (misplaced: belongs on lo)") != std::string::npos);
+  CHECK_FALSE(g.has_address("eth0", "192.0.2.10/32"));
+  CHECK(g.has_address("lo", "192.0.2.10/32"));
+  CHECK(g.segment.arp_replies(kVip).empty());
+}
+
+TEST_CASE("dry run prints the plan and changes nothing") {
+  Guarded g;
+  CommandResult r = g.apply(g.write_policy(kOneVip), "--dry-run");
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("add vip 192.0.2.10/32 dev lo\ndry run: 7 action(s) planned, nothing changed\n") != std::string::npos);
+  CHECK_FALSE(g.has_address("lo", "192.0.2.10/32"));
+  CHECK_FALSE(g.table_exists());
+}
+
+TEST_CASE("a VIP dropped from the policy is removed before its suppression") {
+  Guarded g;
+  REQUIRE(g.apply(g.write_policy(kOneVip + "[[vip]]\naddress = \"192.0.2.11\"\n")).exit_code == 0);
+  CommandResult r = g.apply(g.write_policy(kOneVip));
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "del vip 192.0.2.11/32 dev lo (no longer in policy)\n"
+                 "nft delete 1 element(s) from @vips: 192.0.2.11\n"
+                 "converged: 2 action(s) applied\n");
+  CHECK_FALSE(g.has_address("lo", "192.0.2.11/32"));
+  CHECK(g.set_elements() == std::vector<std::string>{kVip});
+}

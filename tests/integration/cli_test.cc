@@ -1,0 +1,32 @@
+// The CLI's contract: exit codes and messages.
+#include <doctest/doctest.h>
+
+#include "guarded.h"
+
+using namespace arpguard::testing;
+
+TEST_CASE("check-config: 0 for a valid policy, 1 with located errors, 2 for usage") {
+  TempDir dir;
+  const std::string good = dir.write("good.toml", "[[vip]]\naddress = \"198.51.100.20\"\n");
+  CommandResult ok = run(arpguard_bin() + " check-config " + good);
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out == good + ": valid (1 VIP(s), method both)\n");
+
+  const std::string bad = dir.write("bad.toml", "[arp]\narp_announce = 0\n[[vip]]\naddress = \"10.0.0.0/8\"\n");
+  CommandResult invalid = run(arpguard_bin() + " check-config " + bad);
+  CHECK(invalid.exit_code == 1);
+  CHECK(invalid.err == bad + ":2:16: arp.arp_announce: 0 would not protect VIPs (allowed: 1, 2)\n" + bad +
+                           ":4:11: vip.address: prefix VIPs are not supported yet ('10.0.0.0/8'; give one address)\n");
+
+  CommandResult usage = run(arpguard_bin() + " check-config");
+  CHECK(usage.exit_code == 2);
+  CHECK(usage.err.find("FILE is required") != std::string::npos);
+  CHECK(run(arpguard_bin() + " frobnicate").exit_code == 2);
+  CHECK(run(arpguard_bin() + " apply").exit_code == 2);
+}
+
+TEST_CASE("--version names the program and version") {
+  CommandResult r = run(arpguard_bin() + " --version");
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.rfind("arpguard 0.", 0) == 0);
+}

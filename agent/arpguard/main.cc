@@ -1,6 +1,7 @@
 // arpguard: the operator's command line. Thin: parses arguments, runs a verb.
 #include <CLI/CLI.hpp>
 
+#include "agent/common/parse_args.h"
 #include "agent/arpguard/commands.h"
 #include "arpguard_config.h"
 
@@ -21,16 +22,7 @@ int main(int argc, char** argv) {
   apply->add_option("--policy", policy_file, "Policy file")->required();
   apply->add_flag("--dry-run", dry_run, "Print the plan and change nothing");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (auto exit_code = arpguard::parse_args(app, argc, argv)) return *exit_code;
   if (check->parsed()) return arpguard::cli::check_config(check_file, offline);
   return arpguard::cli::apply(policy_file, dry_run);
 }

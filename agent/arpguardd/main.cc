@@ -1,6 +1,7 @@
 // arpguardd: the agent. Runs in the foreground, systemd style.
 #include <CLI/CLI.hpp>
 
+#include "agent/common/parse_args.h"
 #include "agent/arpguardd/daemon.h"
 #include "arpguard_config.h"
 
@@ -9,15 +10,6 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("arpguardd ") + ARPGUARD_VERSION);
   std::string policy_file = "/etc/arpguard/policy.toml";
   app.add_option("--policy", policy_file, "Policy file")->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (auto exit_code = arpguard::parse_args(app, argc, argv)) return *exit_code;
   return arpguard::Daemon(policy_file).run();
 }

@@ -27,14 +27,19 @@ std::vector<T> take_run(const Plan& plan, size_t& i) {
 
 }  // namespace
 
-Result<Observed> Engine::observe() {
-  Observed observed;
+Status Engine::observe_addresses(Observed& observed) {
   auto links = kernel_.addresses.links();
-  if (!links) return links.error();
+  if (!links) return links.status();
   observed.links = std::move(*links);
   auto addresses = kernel_.addresses.addresses();
-  if (!addresses) return addresses.error();
+  if (!addresses) return addresses.status();
   observed.addresses = std::move(*addresses);
+  return Status();
+}
+
+Result<Observed> Engine::observe() {
+  Observed observed;
+  if (Status s = observe_addresses(observed); !s) return s.error();
 
   std::vector<std::string> scopes{"all"};
   for (const Link& link : observed.links) scopes.push_back(link.name);
@@ -54,12 +59,7 @@ Result<Observed> Engine::observe() {
 
 Result<std::vector<Diagnostic>> Engine::check(const Policy& policy) {
   Observed observed;
-  auto links = kernel_.addresses.links();
-  if (!links) return links.error();
-  observed.links = std::move(*links);
-  auto addresses = kernel_.addresses.addresses();
-  if (!addresses) return addresses.error();
-  observed.addresses = std::move(*addresses);
+  if (Status s = observe_addresses(observed); !s) return s.error();
   return check_against_kernel(policy, observed);
 }
 

@@ -43,6 +43,8 @@ class Engine {
   Status apply_plan(const Plan& plan, const Desired& desired);
 
  private:
+  /// Links and addresses only: enough for the policy's kernel checks.
+  Status observe_addresses(Observed& observed);
   Status record_sysctl_origins(const Plan& plan, ManagedState& state);
   Status verify_before_vips(const Desired& desired);
   Status adopt_policy_vips(const Desired& desired, const Observed& observed);

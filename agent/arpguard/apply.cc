@@ -18,7 +18,7 @@ int apply(const std::string& file, bool dry_run) {
     fmt::print(stderr, "arpguard: {}\n", kernel.error().message());
     return 1;
   }
-  Engine engine((*kernel)->apis(), /*own_table=*/false);
+  Engine engine((*kernel)->apis(), /*daemon=*/false);
   auto checked = engine.check(policy);
   if (!checked) {
     fmt::print(stderr, "arpguard: {}\n", checked.error().message());

@@ -6,30 +6,51 @@
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
+#include <set>
 
 #include "agent/common/log.h"
+#include "core/diff.h"
 
 namespace arpguard {
 
 namespace {
 
-constexpr int kRetrySeconds = 1;
+constexpr double kDebounceSeconds = 0.001;  // coalesces a burst (`ip addr flush`) into one repair
+constexpr double kRetrySeconds = 1.0;
+constexpr int kEventReceiveBuffer = 1 << 20;
+constexpr size_t kCausesShown = 3;
 
-bool add_to_epoll(int epoll_fd, int fd) {
+double now_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+bool watch(int epoll_fd, int fd) {
   epoll_event event{};
   event.events = EPOLLIN;
   event.data.fd = fd;
   return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) == 0;
 }
 
+std::string joined(const std::vector<std::string>& items, size_t shown) {
+  std::vector<std::string> head(items.begin(), items.begin() + std::min(shown, items.size()));
+  std::string out = fmt::format("{}", fmt::join(head, "; "));
+  if (items.size() > shown) out += fmt::format("; and {} more", items.size() - shown);
+  return out;
+}
+
 }  // namespace
 
 Daemon::~Daemon() {
-  for (int fd : {epoll_fd_, signal_fd_, retry_fd_}) {
+  for (int fd : {epoll_fd_, signal_fd_, debounce_fd_, retry_fd_, poll_fd_}) {
     if (fd >= 0) close(fd);
   }
 }
@@ -50,6 +71,49 @@ bool Daemon::load(Policy& out) {
   return true;
 }
 
+void Daemon::arm(int timer_fd, double seconds, double interval) const {
+  auto to_timespec = [](double s) {
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(s);
+    ts.tv_nsec = static_cast<long>((s - std::floor(s)) * 1e9);
+    return ts;
+  };
+  itimerspec spec{};
+  // A zero it_value disarms a timerfd: the smallest delay is one nanosecond.
+  spec.it_value = seconds > 0 ? to_timespec(seconds) : timespec{0, 1};
+  spec.it_interval = to_timespec(interval);
+  timerfd_settime(timer_fd, 0, &spec, nullptr);
+}
+
+bool Daemon::open_event_loop() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&mask, sig);
+  if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return false;
+  signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  debounce_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  retry_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  poll_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (signal_fd_ < 0 || debounce_fd_ < 0 || retry_fd_ < 0 || poll_fd_ < 0 || epoll_fd_ < 0) return false;
+
+  auto links = EventSocket::open(EventSocket::Kind::kRtnetlink, kEventReceiveBuffer);
+  auto nft = EventSocket::open(EventSocket::Kind::kNftables, kEventReceiveBuffer);
+  if (!links || !nft) {
+    log::error("{}", (!links ? links.error() : nft.error()).message());
+    return false;
+  }
+  link_events_ = std::move(*links);
+  nft_events_ = std::move(*nft);
+  own_portids_ = kernel_->own_portids();
+  for (int fd : {signal_fd_, debounce_fd_, retry_fd_, poll_fd_, link_events_->fd(), nft_events_->fd()}) {
+    if (!watch(epoll_fd_, fd)) return false;
+  }
+  const double poll = policy_.agent.sysctl_poll_ms / 1000.0;
+  arm(poll_fd_, poll, poll);
+  return true;
+}
+
 bool Daemon::start() {
   // The policy is parsed before anything is opened; the kernel checks follow.
   if (!load(policy_)) return false;
@@ -59,21 +123,10 @@ bool Daemon::start() {
     return false;
   }
   kernel_ = std::move(*kernel);
-  engine_ = std::make_unique<Engine>(kernel_->apis(), /*own_table=*/true);
+  engine_ = std::make_unique<Engine>(kernel_->apis(), /*daemon=*/true);
   if (!load(policy_)) return false;
-
-  sigset_t mask;
-  sigemptyset(&mask);
-  for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&mask, sig);
-  if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
-    log::error("sigprocmask: {}", std::strerror(errno));
-    return false;
-  }
-  signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  retry_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (signal_fd_ < 0 || retry_fd_ < 0 || epoll_fd_ < 0 || !add_to_epoll(epoll_fd_, signal_fd_) ||
-      !add_to_epoll(epoll_fd_, retry_fd_)) {
+  // Subscribed before the first apply: nothing that happens after it goes unseen.
+  if (!open_event_loop()) {
     log::error("event loop setup: {}", std::strerror(errno));
     return false;
   }
@@ -83,36 +136,115 @@ bool Daemon::start() {
   return true;
 }
 
-void Daemon::arm_retry(bool on) {
-  itimerspec spec{};
-  if (on) spec.it_value.tv_sec = kRetrySeconds;
-  timerfd_settime(retry_fd_, 0, &spec, nullptr);
+void Daemon::mark_dirty(std::string cause) {
+  causes_.push_back(std::move(cause));
+  if (!debounce_armed_) {
+    arm(debounce_fd_, kDebounceSeconds);
+    debounce_armed_ = true;
+  }
 }
 
-void Daemon::converge(const char* why) {
-  auto report = engine_->converge(policy_, /*dry_run=*/false);
-  if (!report) {
-    log::error("{}: {}", why, report.error().message());
-    arm_retry(true);
+void Daemon::on_events(EventSocket& socket) {
+  std::vector<KernelEvent> events;
+  bool overrun = false;
+  if (Status status = socket.drain(events, overrun); !status) log::error("{}", status.message());
+  if (overrun) {
+    log::warning("kernel events were lost (socket overrun): full resync");
+    mark_dirty("kernel events lost (socket overrun)");
+  }
+  for (KernelEvent& event : events) {
+    const bool ours = std::find(own_portids_.begin(), own_portids_.end(), event.sender_portid) != own_portids_.end();
+    if (!ours) mark_dirty(std::move(event.what));
+  }
+}
+
+void Daemon::on_sysctl_poll() {
+  for (const std::string& calmed : tracker_.expire(now_seconds())) log::notice("no longer contested: {}", calmed);
+  if (!uses_sysctls(desired_.method)) return;
+  std::vector<std::string> scopes{"all"};
+  scopes.insert(scopes.end(), desired_.arp_facing.begin(), desired_.arp_facing.end());
+  auto values = kernel_->sysctls().read(scopes);
+  if (!values) {
+    log::error("sysctl poll: {}", values.error().message());
     return;
   }
-  for (const std::string& line : report->plan.lines()) log::notice("{}: {}", why, line);
-  if (!report->converged()) {
-    for (const std::string& problem : report->problems) log::warning("not converged: {}", problem);
-    arm_retry(true);
-    sd_notifyf(0, "STATUS=not ready: %s", report->problems.front().c_str());
-    return;
+  std::vector<std::string> reasons = verify_sysctls(desired_, *values);
+  if (reasons.empty()) return;
+  for (std::string& reason : reasons) causes_.push_back(std::move(reason));
+  reconcile("drift");
+}
+
+void Daemon::log_repair(const char* trigger, const Plan& plan) {
+  if (std::string(trigger) == "drift" || std::string(trigger) == "retry") {
+    const std::string cause = causes_.empty() ? std::string(trigger) : joined(causes_, kCausesShown);
+    log::notice("repair after {}: {}", cause, fmt::join(plan.lines(), "; "));
+  } else {
+    for (const std::string& line : plan.lines()) log::notice("{}: {}", trigger, line);
   }
-  arm_retry(false);
-  const std::string status = fmt::format("guarding {} VIP(s), method {}", policy_.vips.size(),
-                                         to_string(policy_.arp.method));
-  if (!ready_) {
-    ready_ = true;
+  for (const Action& action : plan.actions) {
+    const auto* del = std::get_if<DelVip>(&action);
+    if (del && del->why.rfind("misplaced", 0) == 0) {
+      log::warning("VIP {} was on {}, which may answer ARP for it: removed there; it belongs on {}",
+                   del->vip.prefix.address.str(), del->vip.device, del->why.substr(del->why.rfind(' ') + 1));
+    }
+  }
+}
+
+void Daemon::set_ready(bool ready, const std::string& status) {
+  if (ready && !ready_) {
     log::info("ready: {}", status);
     sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
   } else {
-    sd_notifyf(0, "STATUS=%s", status.c_str());
+    sd_notifyf(0, "STATUS=%s%s", ready ? "" : "not ready: ", status.c_str());
   }
+  ready_ = ready_ || ready;
+}
+
+void Daemon::reconcile(const char* trigger) {
+  debounce_armed_ = false;
+  const double now = now_seconds();
+  auto planned = engine_->plan(policy_);
+  if (!planned) {
+    log::error("{}: {}", trigger, planned.error().message());
+    arm(retry_fd_, kRetrySeconds);
+    return;
+  }
+  std::vector<std::string> resources;
+  for (const Action& action : planned->plan.actions) resources.push_back(resource_of(action));
+  std::sort(resources.begin(), resources.end());
+  resources.erase(std::unique(resources.begin(), resources.end()), resources.end());
+  const double allowed = tracker_.next_allowed(resources, now);
+  if (allowed > now) {
+    if (!backing_off_) log::warning("backing off {:.0f} ms before repairing a contested resource", (allowed - now) * 1000);
+    backing_off_ = true;
+    arm(retry_fd_, allowed - now);
+    return;
+  }
+  backing_off_ = false;
+
+  const bool repaired = !planned->plan.empty();
+  auto report = engine_->execute(policy_, std::move(*planned));
+  if (!report) {
+    log::error("{}: {}", trigger, report.error().message());
+    arm(retry_fd_, kRetrySeconds);
+    return;
+  }
+  if (repaired) log_repair(trigger, report->plan);
+  causes_.clear();
+  desired_ = report->desired;
+  for (const std::string& resource : resources) {
+    if (repaired && tracker_.record(resource, now)) {
+      log::warning("contested: {} undone again and again (more than 5 repairs in 10 s); still repairing, with backoff",
+                   resource);
+    }
+  }
+  if (!report->converged()) {
+    for (const std::string& problem : report->problems) log::warning("not converged: {}", problem);
+    set_ready(false, report->problems.front());
+    arm(retry_fd_, kRetrySeconds);
+    return;
+  }
+  set_ready(true, fmt::format("guarding {} VIP(s), method {}", policy_.vips.size(), to_string(policy_.arp.method)));
 }
 
 void Daemon::reload() {
@@ -127,7 +259,9 @@ void Daemon::reload() {
     }
     policy_ = std::move(next);
     log::info("reloaded {}: {} VIP(s), method {}", policy_file_, policy_.vips.size(), to_string(policy_.arp.method));
-    converge("reload");
+    const double poll = policy_.agent.sysctl_poll_ms / 1000.0;
+    arm(poll_fd_, poll, poll);
+    reconcile("reload");
   }
   sd_notify(0, "READY=1");
 }
@@ -150,10 +284,10 @@ void Daemon::stop() {
 
 int Daemon::run() {
   if (!start()) return 1;
-  converge("start");
+  reconcile("start");
   for (;;) {
-    epoll_event events[4];
-    const int n = epoll_wait(epoll_fd_, events, 4, -1);
+    epoll_event events[8];
+    const int n = epoll_wait(epoll_fd_, events, 8, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       log::error("epoll_wait: {}", std::strerror(errno));
@@ -161,18 +295,25 @@ int Daemon::run() {
     }
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
-      if (fd == retry_fd_) {
-        uint64_t expirations = 0;
-        if (read(retry_fd_, &expirations, sizeof(expirations)) > 0) converge("retry");
+      uint64_t expirations = 0;
+      if (fd == link_events_->fd()) {
+        on_events(*link_events_);
+      } else if (fd == nft_events_->fd()) {
+        on_events(*nft_events_);
+      } else if (fd == debounce_fd_) {
+        if (read(fd, &expirations, sizeof(expirations)) > 0) reconcile("drift");
+      } else if (fd == retry_fd_) {
+        if (read(fd, &expirations, sizeof(expirations)) > 0) reconcile("retry");
+      } else if (fd == poll_fd_) {
+        if (read(fd, &expirations, sizeof(expirations)) > 0) on_sysctl_poll();
       } else if (fd == signal_fd_) {
         signalfd_siginfo info{};
         while (read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
-          if (info.ssi_signo == SIGHUP) {
-            reload();
-          } else {
+          if (info.ssi_signo != SIGHUP) {
             stop();
             return 0;
           }
+          reload();
         }
       }
     }

@@ -1,14 +1,23 @@
 // arpguardd's main loop: apply the policy, keep it applied, stop as told.
 //
-// One thread. An epoll loop over a signalfd (SIGHUP reload, SIGTERM/SIGINT
-// stop) and a retry timer for a policy not yet met.
+// One thread, one epoll loop over:
+//   - rtnetlink and nftables notifications: any change someone else made marks
+//     the state dirty (our own, recognised by their sender port, do not);
+//   - a short debounce timer, after which the engine re-observes, diffs and
+//     applies, logging one line per repair;
+//   - a periodic sysctl poll (no notification exists for them);
+//   - a retry/backoff timer, for a policy not yet met or a contested resource;
+//   - a signalfd: SIGHUP reloads, SIGTERM/SIGINT stop.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/engine.h"
 #include "core/policy.h"
+#include "core/repair_tracker.h"
+#include "kernel/netlink_events.h"
 #include "kernel/system_kernel.h"
 
 namespace arpguard {
@@ -23,21 +32,38 @@ class Daemon {
 
  private:
   bool start();
+  bool open_event_loop();
   /// Loads and checks the policy file; logs located errors and returns false when bad.
   bool load(Policy& out);
-  void converge(const char* why);
+  void on_events(EventSocket& socket);
+  void on_sysctl_poll();
+  void mark_dirty(std::string cause);
+  /// Observe, diff, apply; `trigger` names why ("start", "reload", "drift", "retry").
+  void reconcile(const char* trigger);
+  void log_repair(const char* trigger, const Plan& plan);
+  void set_ready(bool ready, const std::string& status);
   void reload();
   void stop();
-  void arm_retry(bool on);
+  void arm(int timer_fd, double seconds, double interval = 0) const;
 
   std::string policy_file_;
   Policy policy_;
   std::unique_ptr<SystemKernel> kernel_;
   std::unique_ptr<Engine> engine_;
+  std::unique_ptr<EventSocket> link_events_;
+  std::unique_ptr<EventSocket> nft_events_;
+  std::vector<uint32_t> own_portids_;
+  Desired desired_;                  ///< as last computed: what the sysctl poll checks
+  RepairTracker tracker_;
+  std::vector<std::string> causes_;  ///< what drifted since the last reconcile
+  bool debounce_armed_ = false;
+  bool backing_off_ = false;
+  bool ready_ = false;
   int epoll_fd_ = -1;
   int signal_fd_ = -1;
+  int debounce_fd_ = -1;
   int retry_fd_ = -1;
-  bool ready_ = false;
+  int poll_fd_ = -1;
 };
 
 }  // namespace arpguard

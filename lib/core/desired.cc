@@ -95,10 +95,12 @@ void add_sysctls(const Policy& policy, const Observed& observed, Desired& desire
 
 }  // namespace
 
-Desired make_desired(const Policy& policy, const Observed& observed, bool own_table) {
+Desired make_desired(const Policy& policy, const Observed& observed, bool daemon) {
   Desired desired;
   desired.method = policy.arp.method;
-  desired.own_table = own_table;
+  desired.ownership = !policy.agent.own_nft_table ? TableOwnership::kPlain
+                      : daemon                    ? TableOwnership::kHold
+                                                  : TableOwnership::kLeaveOrphan;
   desired.arp_ignore = policy.arp.arp_ignore;
   desired.arp_announce = policy.arp.arp_announce;
   desired.arp_filter = policy.arp.arp_filter;

@@ -18,8 +18,8 @@ std::vector<Diagnostic> check_against_kernel(const Policy& policy, const Observe
 /// "*" means all): never lo, never a NOARP link.
 bool is_arp_facing(const Link& link, const std::vector<std::string>& patterns);
 
-/// The desired state. `own_table`: the caller (the daemon) holds the nft table as owner.
-Desired make_desired(const Policy& policy, const Observed& observed, bool own_table);
+/// The desired state. `daemon`: the caller runs for long and can hold the nft table.
+Desired make_desired(const Policy& policy, const Observed& observed, bool daemon);
 
 /// The kernel's effective value of an ARP sysctl on `interface`:
 /// max(all, interface) for arp_ignore and arp_announce, all OR interface for arp_filter.

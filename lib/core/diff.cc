@@ -36,19 +36,29 @@ std::vector<NftChange> nft_changes(const Desired& desired, const Observed& obser
   }
   const rules::ArpTableSpec& spec = *desired.nft;
 
-  NftCreateTable create{!table.exists, !table.set_ok, !table.input_chain, !table.output_chain};
+  // OWNER only with PERSIST: an owned table without it would vanish when its owner exits.
+  const bool owned = desired.ownership != TableOwnership::kPlain && table.persist_supported;
+  NftCreateTable create{!table.exists, owned, !table.set_ok, !table.input_chain, !table.output_chain};
   std::vector<ObservedRule> kept_rules = table.rules;
   std::vector<Ipv4Range> kept_vips = table.vips;
   // A set or chain of the wrong shape cannot be fixed in place: replace the table
   // in the same atomic batch, so protection never lapses.
-  if (table.exists && table.malformed) {
+  // The daemon cannot take ownership of a table made without PERSIST (the kernel
+  // does not change that flag later): it replaces the table the same way.
+  const bool unadoptable = desired.ownership == TableOwnership::kHold && table.persist_supported && table.exists &&
+                           !table.owned_by_us && !table.persistent();
+  if (table.exists && (table.malformed || unadoptable)) {
     changes.emplace_back(NftDeleteTable{});
-    create = {true, true, true, true};
+    create = {true, owned, true, true, true};
     kept_rules.clear();
     kept_vips.clear();
   }
-  if (create.table || create.set || create.input_chain || create.output_chain) changes.emplace_back(create);
-  if (desired.own_table && table.exists && !table.malformed && !table.owned_by_us && table.persist_supported) {
+  if (create.table || create.set || create.input_chain || create.output_chain) {
+    if (!create.table) create.owned = false;
+    changes.emplace_back(create);
+  }
+  if (desired.ownership == TableOwnership::kHold && table.exists && !table.malformed && !unadoptable &&
+      !table.owned_by_us && table.persist_supported) {
     changes.emplace_back(NftAdoptTable{});
   }
 
@@ -125,29 +135,33 @@ Plan Diff(const Desired& desired, const Observed& observed) {
   return plan;
 }
 
-std::vector<std::string> verify_suppression(const Desired& desired, const Observed& observed) {
+std::vector<std::string> verify_sysctls(const Desired& desired, const SysctlValues& values) {
   std::vector<std::string> reasons;
-  if (uses_sysctls(desired.method)) {
-    for (const auto& [key, value] : desired.sysctls) {
-      auto it = observed.sysctls.find(key);
-      if (it == observed.sysctls.end()) {
-        reasons.push_back(fmt::format("sysctl {} cannot be read", key.str()));
-      } else if (it->second != value) {
-        reasons.push_back(fmt::format("sysctl {} is {}, want {}", key.str(), it->second, value));
-      }
-    }
-    for (const std::string& name : desired.arp_facing) {
-      const int ignore = effective_sysctl(observed.sysctls, name, kArpIgnore);
-      if (!arp_ignore_protects(ignore)) {
-        reasons.push_back(fmt::format("arp_ignore on {} is effectively {}, which answers ARP for VIPs", name, ignore));
-      }
-      const int announce = effective_sysctl(observed.sysctls, name, kArpAnnounce);
-      if (announce < desired.arp_announce) {
-        reasons.push_back(fmt::format("arp_announce on {} is effectively {}, want {}", name, announce,
-                                      desired.arp_announce));
-      }
+  if (!uses_sysctls(desired.method)) return reasons;
+  for (const auto& [key, value] : desired.sysctls) {
+    auto it = values.find(key);
+    if (it == values.end()) {
+      reasons.push_back(fmt::format("sysctl {} cannot be read", key.str()));
+    } else if (it->second != value) {
+      reasons.push_back(fmt::format("sysctl {} is {}, want {}", key.str(), it->second, value));
     }
   }
+  for (const std::string& name : desired.arp_facing) {
+    const int ignore = effective_sysctl(values, name, kArpIgnore);
+    if (!arp_ignore_protects(ignore)) {
+      reasons.push_back(fmt::format("arp_ignore on {} is effectively {}, which answers ARP for VIPs", name, ignore));
+    }
+    const int announce = effective_sysctl(values, name, kArpAnnounce);
+    if (announce < desired.arp_announce) {
+      reasons.push_back(
+          fmt::format("arp_announce on {} is effectively {}, want {}", name, announce, desired.arp_announce));
+    }
+  }
+  return reasons;
+}
+
+std::vector<std::string> verify_suppression(const Desired& desired, const Observed& observed) {
+  std::vector<std::string> reasons = verify_sysctls(desired, observed.sysctls);
   if (uses_nftables(desired.method)) {
     if (!observed.nft.exists) {
       reasons.push_back(fmt::format("nft table arp {} is missing", rules::kTable));

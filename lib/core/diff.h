@@ -20,6 +20,10 @@ Plan Diff(const Desired& desired, const Observed& observed);
 /// on every ARP-facing interface for the policy's method.
 std::vector<std::string> verify_suppression(const Desired& desired, const Observed& observed);
 
+/// The sysctl half of verify_suppression(): why `values` do not protect the VIPs.
+/// Cheap enough to poll: reads nothing but `values`.
+std::vector<std::string> verify_sysctls(const Desired& desired, const SysctlValues& values);
+
 /// The plan that undoes arpguard (on_stop = "remove"): VIPs first, then the nft
 /// table, then each recorded sysctl back to its value before arpguard.
 Plan plan_removal(const Desired& desired, const Observed& observed);

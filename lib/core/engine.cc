@@ -142,34 +142,54 @@ Status Engine::adopt_policy_vips(const Desired& desired, const Observed& observe
   return kernel_.state.save(state);
 }
 
-Result<ConvergeReport> Engine::converge(const Policy& policy, bool dry_run) {
+Result<Planned> Engine::plan(const Policy& policy) {
   auto observed = observe();
   if (!observed) return observed.error();
-  const Desired desired = make_desired(policy, *observed, own_table_);
-  ConvergeReport report;
-  report.plan = Diff(desired, *observed);
-  report.problems = report.plan.problems;
-  if (dry_run) return report;
+  Planned planned;
+  planned.observed = std::move(*observed);
+  planned.desired = make_desired(policy, planned.observed, daemon_);
+  planned.plan = Diff(planned.desired, planned.observed);
+  return planned;
+}
 
-  if (Status status = apply_plan(report.plan, desired); !status) {
+Result<ConvergeReport> Engine::converge(const Policy& policy, bool dry_run) {
+  auto planned = plan(policy);
+  if (!planned) return planned.error();
+  if (dry_run) {
+    ConvergeReport report;
+    report.plan = std::move(planned->plan);
+    report.problems = report.plan.problems;
+    report.desired = std::move(planned->desired);
+    return report;
+  }
+  return execute(policy, std::move(*planned));
+}
+
+Result<ConvergeReport> Engine::execute(const Policy& policy, Planned planned) {
+  ConvergeReport report;
+  report.plan = std::move(planned.plan);
+  report.desired = std::move(planned.desired);
+  if (Status status = apply_plan(report.plan, report.desired); !status) {
+    report.problems = report.plan.problems;
     report.problems.push_back(status.message());
     return report;
   }
   // Read everything back: converged means a fresh diff plans nothing.
   auto after = observe();
   if (!after) return after.error();
-  const Desired again = make_desired(policy, *after, own_table_);
+  Desired again = make_desired(policy, *after, daemon_);
   report.problems = again.problems;
   if (Status status = adopt_policy_vips(again, *after); !status) report.problems.push_back(status.message());
   for (const std::string& line : Diff(again, *after).lines()) report.problems.push_back("still needed: " + line);
   for (const std::string& reason : verify_suppression(again, *after)) report.problems.push_back(reason);
+  report.desired = std::move(again);
   return report;
 }
 
 Result<ConvergeReport> Engine::remove(const Policy& policy, bool dry_run) {
   auto observed = observe();
   if (!observed) return observed.error();
-  const Desired desired = make_desired(policy, *observed, own_table_);
+  const Desired desired = make_desired(policy, *observed, daemon_);
   ConvergeReport report;
   report.plan = plan_removal(desired, *observed);
   if (dry_run) return report;

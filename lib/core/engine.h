@@ -17,13 +17,21 @@ namespace arpguard {
 struct ConvergeReport {
   Plan plan;                          ///< what was (or, in a dry run, would be) done
   std::vector<std::string> problems;  ///< why the policy is not fully met afterwards
+  Desired desired;                    ///< what the kernel should hold, as last computed
   bool converged() const { return problems.empty(); }
+};
+
+/// A plan with what it was made from.
+struct Planned {
+  Observed observed;
+  Desired desired;
+  Plan plan;
 };
 
 class Engine {
  public:
-  /// `own_table`: hold the nft table as owner (the daemon), adopting an orphaned one.
-  Engine(KernelApis kernel, bool own_table) : kernel_(kernel), own_table_(own_table) {}
+  /// `daemon`: the caller runs for long and holds the nft table (TableOwnership::kHold).
+  Engine(KernelApis kernel, bool daemon) : kernel_(kernel), daemon_(daemon) {}
 
   /// Reads everything Diff needs from the kernel and the state record.
   Result<Observed> observe();
@@ -34,6 +42,11 @@ class Engine {
 
   /// Converges the kernel to the policy once; with dry_run only plans.
   Result<ConvergeReport> converge(const Policy& policy, bool dry_run);
+
+  /// The first half of converge(): observe and diff.
+  Result<Planned> plan(const Policy& policy);
+  /// The second half: apply `planned.plan` and read everything back.
+  Result<ConvergeReport> execute(const Policy& policy, Planned planned);
 
   /// Undoes arpguard: VIPs first, then suppression, sysctls back to their origin.
   Result<ConvergeReport> remove(const Policy& policy, bool dry_run);
@@ -50,7 +63,7 @@ class Engine {
   Status adopt_policy_vips(const Desired& desired, const Observed& observed);
 
   KernelApis kernel_;
-  bool own_table_;
+  bool daemon_;
 };
 
 }  // namespace arpguard

@@ -88,6 +88,8 @@ struct ObservedArpTable {
   bool malformed = false;              ///< a set or chain of another shape, or one arpguard does not make
   std::vector<Ipv4Range> vips;
   std::vector<ObservedRule> rules;
+
+  bool persistent() const { return (flags & rules::kTableFlagPersist) != 0; }
 };
 
 struct Observed {
@@ -101,13 +103,20 @@ struct Observed {
   const Link* link_at(int index) const;
 };
 
+/// How arpguard holds its nft table.
+enum class TableOwnership {
+  kHold,         ///< the daemon: owner of the table (NFT_TABLE_F_OWNER), adopting or replacing an unowned one
+  kLeaveOrphan,  ///< a one-shot apply: creates the table owned and persistent, so a later daemon can adopt it
+  kPlain,        ///< agent.own_nft_table = false: a table any root process may change
+};
+
 struct Desired {
   Method method = Method::kBoth;
   std::vector<std::string> arp_facing;            ///< interface names, sorted
   std::vector<VipOnDevice> vips;
   std::vector<std::pair<SysctlKey, int>> sysctls; ///< keys arpguard writes, with their values
   std::optional<rules::ArpTableSpec> nft;         ///< nullopt: the table must be absent
-  bool own_table = false;                         ///< the daemon holds the table as its owner
+  TableOwnership ownership = TableOwnership::kLeaveOrphan;
   int arp_ignore = 1;
   int arp_announce = 2;
   bool arp_filter = false;

@@ -29,7 +29,7 @@ std::string describe(const NftChange& change) {
       Overloaded{
           [](const NftCreateTable& c) {
             std::vector<std::string> parts;
-            if (c.table) parts.emplace_back(fmt::format("table arp {}", rules::kTable));
+            if (c.table) parts.emplace_back(fmt::format("table arp {}{}", rules::kTable, c.owned ? " (owner, persist)" : ""));
             if (c.set) parts.emplace_back(fmt::format("set {}", rules::kSet));
             if (c.input_chain) parts.emplace_back(fmt::format("chain {}", rules::kInputChain));
             if (c.output_chain) parts.emplace_back(fmt::format("chain {}", rules::kOutputChain));
@@ -62,6 +62,16 @@ std::string describe(const Action& action) {
                         [](const AddVip& a) {
                           return fmt::format("add vip {}{}", a.vip.str(), a.scope == kScopeHost ? " scope host" : "");
                         },
+                    },
+                    action);
+}
+
+std::string resource_of(const Action& action) {
+  return std::visit(Overloaded{
+                        [](const DelVip& a) { return "vip " + a.vip.prefix.str(); },
+                        [](const SetSysctl& a) { return "sysctl " + a.key.str(); },
+                        [](const NftChange&) { return fmt::format("nft table arp {}", rules::kTable); },
+                        [](const AddVip& a) { return "vip " + a.vip.prefix.str(); },
                     },
                     action);
 }

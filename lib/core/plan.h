@@ -29,6 +29,7 @@ struct SetSysctl {
 /// Creates whichever of table, set and chains are missing (never the rules).
 struct NftCreateTable {
   bool table = false;
+  bool owned = false;   ///< with the table: flags OWNER|PERSIST
   bool set = false;
   bool input_chain = false;
   bool output_chain = false;
@@ -55,6 +56,10 @@ struct AddVip {
 using NftChange = std::variant<NftCreateTable, NftAdoptTable, NftDeleteTable, NftAddElements, NftDelElements,
                                NftAddRule, NftDelRule>;
 using Action = std::variant<DelVip, SetSysctl, NftChange, AddVip>;
+
+/// What an action changes, for telling who fights over it: "vip 10.0.0.5/32",
+/// "sysctl net.ipv4.conf.all.arp_ignore", "nft table arp arpguard".
+std::string resource_of(const Action& action);
 
 /// "add vip 10.0.0.5/32 dev lo", "set net.ipv4.conf.all.arp_ignore 0 -> 1", ...
 std::string describe(const Action& action);

@@ -178,6 +178,8 @@ class PolicyReader {
         }
       } else if (name == "state_dir") {
         if (auto value = absolute_path(node, path)) policy_.agent.state_dir = *value;
+      } else if (name == "own_nft_table") {
+        if (auto value = boolean_of(node, path)) policy_.agent.own_nft_table = *value;
       } else {
         error(key.source(), fmt::format("unknown key '{}'", path));
       }

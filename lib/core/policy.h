@@ -49,6 +49,9 @@ struct AgentPolicy {
   OnStop on_stop = OnStop::kKeep;
   /// Where arpguard records what it changed (sysctl values before, VIPs it manages).
   std::string state_dir = "/run/arpguard";
+  /// Hold the nft table as its owner where the kernel allows (Linux 6.9+): no other
+  /// process can change it and `nft flush ruleset` skips it.
+  bool own_nft_table = true;
 };
 
 struct ArpPolicy {

@@ -289,23 +289,14 @@ Result<ObservedArpTable> NftTable::observe() {
 
 Status NftTable::apply(const std::vector<NftChange>& changes) {
   if (changes.empty()) return Status();
-  uint32_t table_flags = 0;
-  for (const NftChange& change : changes) {
-    if (std::holds_alternative<NftCreateTable>(change) || std::holds_alternative<NftAdoptTable>(change)) {
-      auto supported = persist_supported();
-      if (!supported) return supported.status();
-      // OWNER only with PERSIST: an owned table without it vanishes when we exit.
-      if (*supported) table_flags = rules::kTableFlagOwner | rules::kTableFlagPersist;
-    }
-  }
-
+  constexpr uint32_t kOwned = rules::kTableFlagOwner | rules::kTableFlagPersist;
   Batch batch(seq_);
   for (const NftChange& change : changes) {
     const std::string what = describe(change);
     if (auto* create = std::get_if<NftCreateTable>(&change)) {
       if (create->table) {
         nftnl_table_nlmsg_build_payload(batch.message(NFT_MSG_NEWTABLE, NLM_F_CREATE, what),
-                                        rules::encode_table(table_flags).get());
+                                        rules::encode_table(create->owned ? kOwned : 0).get());
         batch.done();
       }
       if (create->set) {
@@ -320,9 +311,8 @@ Status NftTable::apply(const std::vector<NftChange>& changes) {
         batch.done();
       }
     } else if (std::holds_alternative<NftAdoptTable>(change)) {
-      if (table_flags == 0) continue;  // cannot own without PERSIST; Diff does not ask then
       nftnl_table_nlmsg_build_payload(batch.message(NFT_MSG_NEWTABLE, NLM_F_CREATE, what),
-                                      rules::encode_table(table_flags).get());
+                                      rules::encode_table(kOwned).get());
       batch.done();
     } else if (std::holds_alternative<NftDeleteTable>(change)) {
       rules::TablePtr table = rules::encode_table(0);

@@ -49,6 +49,8 @@ Result<std::unique_ptr<RtnlAddresses>> RtnlAddresses::open() {
 
 RtnlAddresses::~RtnlAddresses() { nl_socket_free(sock_); }
 
+uint32_t RtnlAddresses::portid() const { return nl_socket_get_local_port(sock_); }
+
 Result<std::vector<Link>> RtnlAddresses::links() {
   nl_cache* raw = nullptr;
   if (int err = rtnl_link_alloc_cache(sock_, AF_UNSPEC, &raw); err < 0) {

@@ -23,6 +23,9 @@ class RtnlAddresses final : public AddressApi {
   Status add(const std::vector<AddVip>& vips) override;
   Status remove(const std::vector<DelVip>& vips) override;
 
+  /// The netlink port this adapter's requests come from (their notifications carry it).
+  uint32_t portid() const;
+
  private:
   explicit RtnlAddresses(nl_sock* sock) : sock_(sock) {}
   struct Request;

@@ -18,7 +18,9 @@ class SystemKernel {
   static Result<std::unique_ptr<SystemKernel>> open(const std::string& state_dir);
 
   KernelApis apis() { return {*addresses_, sysctls_, *nft_, state_}; }
-  NftTable& nft() { return *nft_; }
+  SysctlApi& sysctls() { return sysctls_; }
+  /// The netlink ports of arpguard's own requests: notifications they cause carry one.
+  std::vector<uint32_t> own_portids() const { return {addresses_->portid(), nft_->portid()}; }
 
  private:
   SystemKernel(std::unique_ptr<RtnlAddresses> addresses, std::unique_ptr<NftTable> nft, std::string state_dir)

@@ -35,10 +35,11 @@ FakeKernel converged(const std::string& policy_text) {
   return kernel;
 }
 
-Lines plan_for(const std::string& policy_text, const Observed& observed, bool own_table = false) {
-  return Diff(make_desired(policy_of(policy_text), observed, own_table), observed).lines();
+Lines plan_for(const std::string& policy_text, const Observed& observed, bool daemon = false) {
+  return Diff(make_desired(policy_of(policy_text), observed, daemon), observed).lines();
 }
 
+const std::string kCreate = "nft create table arp arpguard (owner, persist), set vips, chain input, chain output";
 const std::string kInputRule =
     "nft add rule input: arp operation request arp daddr ip @vips counter packets 0 bytes 0 drop";
 const std::string kEth0Rule =
@@ -54,18 +55,18 @@ struct Case {
 const std::vector<Case> kCases = {
     {"fresh machine, method both: suppression first, VIP last", kBoth, nullptr,
      {"set net.ipv4.conf.all.arp_ignore 0 -> 1", "set net.ipv4.conf.all.arp_announce 0 -> 2",
-      "nft create table arp arpguard, set vips, chain input, chain output",
+      kCreate,
       "nft add 1 element(s) to @vips: 192.0.2.10", kInputRule, kEth0Rule, "add vip 192.0.2.10/32 dev lo"}},
     {"fresh machine, method sysctl", std::string("[arp]\nmethod = \"sysctl\"\narp_filter = true\n") + kBoth, nullptr,
      {"set net.ipv4.conf.all.arp_ignore 0 -> 1", "set net.ipv4.conf.all.arp_announce 0 -> 2",
       "set net.ipv4.conf.all.arp_filter 0 -> 1", "add vip 192.0.2.10/32 dev lo"}},
     {"fresh machine, method nftables leaves sysctls alone", std::string("[arp]\nmethod = \"nftables\"\n") + kBoth,
      nullptr,
-     {"nft create table arp arpguard, set vips, chain input, chain output",
+     {kCreate,
       "nft add 1 element(s) to @vips: 192.0.2.10", kInputRule, kEth0Rule, "add vip 192.0.2.10/32 dev lo"}},
     {"named interfaces get per-interface keys", std::string("[arp]\ninterfaces = [\"eth*\"]\n") + kBoth, nullptr,
      {"set net.ipv4.conf.eth0.arp_ignore 0 -> 1", "set net.ipv4.conf.eth0.arp_announce 0 -> 2",
-      "nft create table arp arpguard, set vips, chain input, chain output",
+      kCreate,
       "nft add 1 element(s) to @vips: 192.0.2.10", kInputRule, kEth0Rule, "add vip 192.0.2.10/32 dev lo"}},
     {"arp_ignore 3 puts VIPs at scope host", std::string("[arp]\nmethod = \"sysctl\"\narp_ignore = 3\n") + kBoth,
      nullptr,
@@ -83,7 +84,7 @@ const std::vector<Case> kCases = {
      {}},
     {"table flushed", kBoth, [](Observed& o) { o.nft = ObservedArpTable{};
        o.nft.persist_supported = true; },
-     {"nft create table arp arpguard, set vips, chain input, chain output",
+     {kCreate,
       "nft add 1 element(s) to @vips: 192.0.2.10", kInputRule, kEth0Rule}},
     {"set element deleted", kBoth, [](Observed& o) { o.nft.vips.clear(); },
      {"nft add 1 element(s) to @vips: 192.0.2.10"}},
@@ -112,7 +113,7 @@ const std::vector<Case> kCases = {
     {"method changed to sysctl: the table goes", std::string("[arp]\nmethod = \"sysctl\"\n") + kBoth, [](Observed&) {},
      {"nft delete table arp arpguard"}},
     {"malformed table is replaced in one batch", kBoth, [](Observed& o) { o.nft.malformed = true; },
-     {"nft delete table arp arpguard", "nft create table arp arpguard, set vips, chain input, chain output",
+     {"nft delete table arp arpguard", kCreate,
       "nft add 1 element(s) to @vips: 192.0.2.10", kInputRule, kEth0Rule}},
 };
 
@@ -157,10 +158,28 @@ TEST_CASE("a VIP not added by arpguard and not in the policy is foreign: left al
 TEST_CASE("the daemon adopts an orphaned table only where the kernel has PERSIST") {
   FakeKernel kernel = converged(kBoth);
   kernel.world.nft.owned_by_us = false;
-  CHECK(plan_for(kBoth, kernel.world, /*own_table=*/true) == Lines{"nft adopt orphaned table arp arpguard"});
-  CHECK(plan_for(kBoth, kernel.world, /*own_table=*/false) == Lines{});
+  CHECK(plan_for(kBoth, kernel.world, /*daemon=*/true) == Lines{"nft adopt orphaned table arp arpguard"});
+  CHECK(plan_for(kBoth, kernel.world, /*daemon=*/false) == Lines{});
   kernel.world.nft.persist_supported = false;
-  CHECK(plan_for(kBoth, kernel.world, /*own_table=*/true) == Lines{});
+  CHECK(plan_for(kBoth, kernel.world, /*daemon=*/true) == Lines{});
+}
+
+TEST_CASE("the daemon replaces a plain table it cannot adopt, in one batch") {
+  FakeKernel kernel = converged(kBoth);
+  kernel.world.nft.owned_by_us = false;
+  kernel.world.nft.flags = 0;  // made without PERSIST, by hand or with own_nft_table = false
+  CHECK(plan_for(kBoth, kernel.world, /*daemon=*/true) ==
+        Lines{"nft delete table arp arpguard", kCreate, "nft add 1 element(s) to @vips: 192.0.2.10", kInputRule, kEth0Rule});
+}
+
+TEST_CASE("own_nft_table = false makes and keeps a plain table") {
+  const std::string policy = std::string("[agent]\nown_nft_table = false\n") + kBoth;
+  FakeKernel kernel = FakeKernel::machine();
+  CHECK(plan_for(policy, kernel.world, /*daemon=*/true)[2] ==
+        "nft create table arp arpguard, set vips, chain input, chain output");
+  kernel = converged(kBoth);
+  kernel.world.nft.owned_by_us = false;
+  CHECK(plan_for(policy, kernel.world, /*daemon=*/true) == Lines{});
 }
 
 TEST_CASE("a VIP whose device does not exist is a problem, not an action") {

@@ -73,7 +73,10 @@ class FakeKernel : public AddressApi, public SysctlApi, public NftApi, public St
         t.set_ok |= c->set;
         t.input_chain |= c->input_chain;
         t.output_chain |= c->output_chain;
-        if (c->table) t.owned_by_us = true;
+        if (c->table) {
+          t.owned_by_us = c->owned;
+          t.flags = c->owned ? rules::kTableFlagOwner | rules::kTableFlagPersist : 0;
+        }
       } else if (std::holds_alternative<NftAdoptTable>(change)) {
         t.owned_by_us = true;
       } else if (std::holds_alternative<NftDeleteTable>(change)) {

@@ -1,0 +1,39 @@
+// Which resources someone keeps undoing. Pure: the caller passes the time.
+//
+// A resource (a VIP, a sysctl key, the nft table) repaired more than
+// `threshold` times within `window` seconds is contested: it is still
+// repaired, but each further repair waits twice as long as the last (from
+// 50 ms up to 5 s) until the resource stays quiet for a whole window.
+// Not thread-safe.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace arpguard {
+
+class RepairTracker {
+ public:
+  explicit RepairTracker(int threshold = 5, double window_seconds = 10.0)
+      : threshold_(threshold), window_(window_seconds) {}
+
+  /// Records a repair of `resource` at `now`; true when this repair made it contested.
+  bool record(const std::string& resource, double now);
+  /// The earliest time a repair touching `resources` may run: `now` unless one is contested.
+  double next_allowed(const std::vector<std::string>& resources, double now) const;
+  /// Forgets repairs older than the window; returns the resources that stopped being contested.
+  std::vector<std::string> expire(double now);
+  /// Contested resources with their repair counts in the window.
+  std::map<std::string, int> contested() const;
+
+ private:
+  bool is_contested(const std::deque<double>& times) const { return static_cast<int>(times.size()) > threshold_; }
+
+  int threshold_;
+  double window_;
+  std::map<std::string, std::deque<double>> repairs_;
+};
+
+}  // namespace arpguard

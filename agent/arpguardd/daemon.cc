@@ -130,6 +130,7 @@ bool Daemon::start() {
     log::error("event loop setup: {}", std::strerror(errno));
     return false;
   }
+  tracker_ = RepairTracker(policy_.agent.contested_repairs, policy_.agent.contested_window_ms / 1000.0);
   log::info("policy {}: {} VIP(s), method {}, on_stop {}", policy_file_, policy_.vips.size(),
             to_string(policy_.arp.method), to_string(policy_.agent.on_stop));
   if (policy_.vips.empty()) log::notice("no VIPs in the policy: nothing to guard, idling");
@@ -234,8 +235,8 @@ void Daemon::reconcile(const char* trigger) {
   desired_ = report->desired;
   for (const std::string& resource : resources) {
     if (repaired && tracker_.record(resource, now)) {
-      log::warning("contested: {} undone again and again (more than 5 repairs in 10 s); still repairing, with backoff",
-                   resource);
+      log::warning("contested: {} undone again and again (more than {} repairs in {} ms); still repairing, with backoff",
+                   resource, policy_.agent.contested_repairs, policy_.agent.contested_window_ms);
     }
   }
   if (!report->converged()) {
@@ -258,6 +259,7 @@ void Daemon::reload() {
       next.agent.state_dir = policy_.agent.state_dir;
     }
     policy_ = std::move(next);
+    tracker_ = RepairTracker(policy_.agent.contested_repairs, policy_.agent.contested_window_ms / 1000.0);
     log::info("reloaded {}: {} VIP(s), method {}", policy_file_, policy_.vips.size(), to_string(policy_.arp.method));
     const double poll = policy_.agent.sysctl_poll_ms / 1000.0;
     arm(poll_fd_, poll, poll);

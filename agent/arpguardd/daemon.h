@@ -54,7 +54,7 @@ class Daemon {
   std::unique_ptr<EventSocket> nft_events_;
   std::vector<uint32_t> own_portids_;
   Desired desired_;                  ///< as last computed: what the sysctl poll checks
-  RepairTracker tracker_;
+  RepairTracker tracker_;            ///< made anew from the policy at start and reload
   std::vector<std::string> causes_;  ///< what drifted since the last reconcile
   bool debounce_armed_ = false;
   bool backing_off_ = false;

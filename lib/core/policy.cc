@@ -100,6 +100,15 @@ class PolicyReader {
     wrong_type(node, path, "an integer");
     return std::nullopt;
   }
+  std::optional<int> integer_in(const toml::node& node, const std::string& path, int low, int high) {
+    auto value = integer_of(node, path);
+    if (!value) return std::nullopt;
+    if (*value < low || *value > high) {
+      error(node.source(), fmt::format("{}: {} is out of range ({} to {})", path, *value, low, high));
+      return std::nullopt;
+    }
+    return static_cast<int>(*value);
+  }
   std::optional<bool> boolean_of(const toml::node& node, const std::string& path) {
     if (auto* value = node.as_boolean()) return value->get();
     wrong_type(node, path, "a boolean");
@@ -159,13 +168,7 @@ class PolicyReader {
           }
         }
       } else if (name == "sysctl_poll_ms") {
-        if (auto value = integer_of(node, path)) {
-          if (*value < 50 || *value > 60000) {
-            error(node.source(), fmt::format("{}: {} is out of range (50 to 60000)", path, *value));
-          } else {
-            policy_.agent.sysctl_poll_ms = static_cast<int>(*value);
-          }
-        }
+        if (auto value = integer_in(node, path, 50, 60000)) policy_.agent.sysctl_poll_ms = *value;
       } else if (name == "on_stop") {
         if (auto value = string_of(node, path)) {
           if (*value == "keep") {
@@ -178,6 +181,10 @@ class PolicyReader {
         }
       } else if (name == "state_dir") {
         if (auto value = absolute_path(node, path)) policy_.agent.state_dir = *value;
+      } else if (name == "contested_repairs") {
+        if (auto value = integer_in(node, path, 1, 1000000)) policy_.agent.contested_repairs = *value;
+      } else if (name == "contested_window_ms") {
+        if (auto value = integer_in(node, path, 100, 3600000)) policy_.agent.contested_window_ms = *value;
       } else if (name == "own_nft_table") {
         if (auto value = boolean_of(node, path)) policy_.agent.own_nft_table = *value;
       } else {

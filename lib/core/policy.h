@@ -52,6 +52,9 @@ struct AgentPolicy {
   /// Hold the nft table as its owner where the kernel allows (Linux 6.9+): no other
   /// process can change it and `nft flush ruleset` skips it.
   bool own_nft_table = true;
+  /// A resource repaired more than this many times within contested_window_ms is contested.
+  int contested_repairs = 5;
+  int contested_window_ms = 10000;
 };
 
 struct ArpPolicy {

@@ -34,6 +34,8 @@ const BadInput kBadInputs[] = {
      "p.toml:2:18: agent.sysctl_poll_ms: expected an integer, found a string"},
     {"poll interval too small", "[agent]\nsysctl_poll_ms = 10\n",
      "p.toml:2:18: agent.sysctl_poll_ms: 10 is out of range (50 to 60000)"},
+    {"contested threshold of zero", "[agent]\ncontested_repairs = 0\n",
+     "p.toml:2:21: agent.contested_repairs: 0 is out of range (1 to 1000000)"},
     {"on_stop unknown", "[agent]\non_stop = \"destroy\"\n",
      "p.toml:2:11: agent.on_stop: 'destroy' is not one of \"keep\", \"remove\""},
     {"relative control socket", "[agent]\ncontrol_socket = \"arpguard.sock\"\n",

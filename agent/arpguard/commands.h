@@ -13,4 +13,11 @@ int check_config(const std::string& file, bool offline);
 /// 0 converged, 1 failed.
 int apply(const std::string& file, bool dry_run);
 
+/// status [--json]: asks the daemon; monitoring-plugin exit codes
+/// (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN when the daemon cannot be reached).
+int status(const std::string& socket, const std::string& policy_file, bool json);
+
+/// drain / resume: tells the daemon, which tells the director through readiness.
+int set_draining(const std::string& socket, const std::string& policy_file, bool draining);
+
 }  // namespace arpguard::cli

@@ -22,7 +22,24 @@ int main(int argc, char** argv) {
   apply->add_option("--policy", policy_file, "Policy file")->required();
   apply->add_flag("--dry-run", dry_run, "Print the plan and change nothing");
 
+  std::string socket;
+  std::string socket_policy;
+  bool json = false;
+  auto add_socket_options = [&](CLI::App* verb) {
+    verb->add_option("--socket", socket, "The daemon's control socket (default: the policy's, else /run/arpguard/arpguard.sock)");
+    verb->add_option("--policy", socket_policy, "Policy file whose agent.control_socket to use");
+  };
+  CLI::App* status = app.add_subcommand("status", "Ask arpguardd how things stand (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)");
+  status->add_flag("--json", json, "The same facts as one JSON object");
+  add_socket_options(status);
+  CLI::App* drain = app.add_subcommand("drain", "Tell the director to send no new connections to this server");
+  add_socket_options(drain);
+  CLI::App* resume = app.add_subcommand("resume", "Tell the director it may send new connections again");
+  add_socket_options(resume);
+
   if (auto exit_code = arpguard::parse_args(app, argc, argv)) return *exit_code;
+  if (status->parsed()) return arpguard::cli::status(socket, socket_policy, json);
+  if (drain->parsed() || resume->parsed()) return arpguard::cli::set_draining(socket, socket_policy, drain->parsed());
   if (check->parsed()) return arpguard::cli::check_config(check_file, offline);
   return arpguard::cli::apply(policy_file, dry_run);
 }

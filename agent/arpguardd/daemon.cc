@@ -9,13 +9,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <ctime>
+#include <fstream>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <set>
 
 #include "agent/common/log.h"
+#include "core/desired.h"
 #include "core/diff.h"
 
 namespace arpguard {
@@ -26,6 +35,9 @@ constexpr double kDebounceSeconds = 0.001;  // coalesces a burst (`ip addr flush
 constexpr double kRetrySeconds = 1.0;
 constexpr int kEventReceiveBuffer = 1 << 20;
 constexpr size_t kCausesShown = 3;
+constexpr size_t kRecentRepairsKept = 10;
+constexpr double kStatusMaxAge = 0.25;
+constexpr int kCheckTimeoutMs = 500;
 
 double now_seconds() {
   timespec ts{};
@@ -50,7 +62,7 @@ std::string joined(const std::vector<std::string>& items, size_t shown) {
 }  // namespace
 
 Daemon::~Daemon() {
-  for (int fd : {epoll_fd_, signal_fd_, debounce_fd_, retry_fd_, poll_fd_}) {
+  for (int fd : {epoll_fd_, signal_fd_, debounce_fd_, retry_fd_, poll_fd_, check_fd_, watchdog_fd_}) {
     if (fd >= 0) close(fd);
   }
 }
@@ -94,8 +106,13 @@ bool Daemon::open_event_loop() {
   debounce_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   retry_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   poll_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  check_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  watchdog_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (signal_fd_ < 0 || debounce_fd_ < 0 || retry_fd_ < 0 || poll_fd_ < 0 || epoll_fd_ < 0) return false;
+  if (signal_fd_ < 0 || debounce_fd_ < 0 || retry_fd_ < 0 || poll_fd_ < 0 || check_fd_ < 0 || watchdog_fd_ < 0 ||
+      epoll_fd_ < 0) {
+    return false;
+  }
 
   auto links = EventSocket::open(EventSocket::Kind::kRtnetlink, kEventReceiveBuffer);
   auto nft = EventSocket::open(EventSocket::Kind::kNftables, kEventReceiveBuffer);
@@ -106,11 +123,27 @@ bool Daemon::open_event_loop() {
   link_events_ = std::move(*links);
   nft_events_ = std::move(*nft);
   own_portids_ = kernel_->own_portids();
-  for (int fd : {signal_fd_, debounce_fd_, retry_fd_, poll_fd_, link_events_->fd(), nft_events_->fd()}) {
+  servers_ = std::make_unique<Servers>(ServerHooks{[this] { return status(); },
+                                                   [this](bool draining) { set_draining(draining); }});
+  if (Status s = servers_->open(policy_); !s) {
+    log::error("{}", s.message());
+    errno = 0;
+    return false;
+  }
+  std::vector<int> fds{signal_fd_, debounce_fd_, retry_fd_, poll_fd_, check_fd_, watchdog_fd_,
+                       link_events_->fd(), nft_events_->fd()};
+  for (int fd : servers_->fds()) fds.push_back(fd);
+  for (int fd : fds) {
     if (!watch(epoll_fd_, fd)) return false;
   }
   const double poll = policy_.agent.sysctl_poll_ms / 1000.0;
   arm(poll_fd_, poll, poll);
+  const double checks = policy_.agent.check_interval_ms / 1000.0;
+  arm(check_fd_, 0, checks);
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0) {
+    arm(watchdog_fd_, watchdog_usec / 2e6, watchdog_usec / 2e6);
+  }
   return true;
 }
 
@@ -125,9 +158,12 @@ bool Daemon::start() {
   kernel_ = std::move(*kernel);
   engine_ = std::make_unique<Engine>(kernel_->apis(), /*daemon=*/true);
   if (!load(policy_)) return false;
+  started_ = static_cast<double>(std::time(nullptr));
+  draining_ = access(drain_file().c_str(), F_OK) == 0;
+  if (draining_) log::notice("draining, as the operator asked before this start (arpguard resume ends it)");
   // Subscribed before the first apply: nothing that happens after it goes unseen.
   if (!open_event_loop()) {
-    log::error("event loop setup: {}", std::strerror(errno));
+    if (errno != 0) log::error("event loop setup: {}", std::strerror(errno));
     return false;
   }
   tracker_ = RepairTracker(policy_.agent.contested_repairs, policy_.agent.contested_window_ms / 1000.0);
@@ -179,6 +215,9 @@ void Daemon::log_repair(const char* trigger, const Plan& plan) {
   if (std::string(trigger) == "drift" || std::string(trigger) == "retry") {
     const std::string cause = causes_.empty() ? std::string(trigger) : joined(causes_, kCausesShown);
     log::notice("repair after {}: {}", cause, fmt::join(plan.lines(), "; "));
+    ++repairs_total_;
+    recent_repairs_.push_back({static_cast<double>(std::time(nullptr)), cause, plan.lines()});
+    if (recent_repairs_.size() > kRecentRepairsKept) recent_repairs_.erase(recent_repairs_.begin());
   } else {
     for (const std::string& line : plan.lines()) log::notice("{}: {}", trigger, line);
   }
@@ -203,6 +242,7 @@ void Daemon::set_ready(bool ready, const std::string& status) {
 
 void Daemon::reconcile(const char* trigger) {
   debounce_armed_ = false;
+  status_read_at_ = -1;
   const double now = now_seconds();
   auto planned = engine_->plan(policy_);
   if (!planned) {
@@ -245,7 +285,81 @@ void Daemon::reconcile(const char* trigger) {
     arm(retry_fd_, kRetrySeconds);
     return;
   }
-  set_ready(true, fmt::format("guarding {} VIP(s), method {}", policy_.vips.size(), to_string(policy_.arp.method)));
+  set_ready(true, draining_ ? std::string("draining")
+                            : fmt::format("guarding {} VIP(s), method {}", policy_.vips.size(), to_string(policy_.arp.method)));
+}
+
+nlohmann::json Daemon::status() {
+  const double now = now_seconds();
+  if (status_read_at_ >= 0 && now - status_read_at_ < kStatusMaxAge) return status_cache_;
+  auto observed = engine_->observe();
+  if (!observed) {
+    log::error("status: {}", observed.error().message());
+    return status_cache_.is_null() ? nlohmann::json{{"ready", false},
+                                                    {"draining", draining_},
+                                                    {"reasons", {observed.error().message()}},
+                                                    {"vips", nlohmann::json::array()}}
+                                   : status_cache_;
+  }
+  const Desired desired = make_desired(policy_, *observed, /*daemon=*/true);
+  ReadinessInputs inputs{draining_, tracker_.contested(), checks_, {}};
+  const Readiness readiness = assess_readiness(desired, *observed, inputs);
+  status_cache_ = build_status({policy_, desired, *observed, readiness, recent_repairs_, repairs_total_,
+                                inputs.contested, checks_, static_cast<double>(std::time(nullptr)), started_});
+  status_read_at_ = now;
+  return status_cache_;
+}
+
+void Daemon::set_draining(bool draining) {
+  // The operator's intent outlives a restart of the daemon: it is kept as a file.
+  if (draining) {
+    mkdir(policy_.agent.state_dir.c_str(), 0755);
+    std::ofstream(drain_file()) << "drained by arpguard drain\n";
+  } else {
+    unlink(drain_file().c_str());
+  }
+  if (draining != draining_) {
+    log::notice("{}", draining ? "draining: the director is told to send no new connections"
+                               : "resumed: the director may send new connections again");
+  }
+  draining_ = draining;
+  status_read_at_ = -1;
+  sd_notifyf(0, "STATUS=%s", draining ? "draining" : "resumed");
+}
+
+void Daemon::run_service_checks() {
+  for (const VipPolicy& vip : policy_.vips) {
+    if (vip.check_port == 0) continue;
+    CheckResult result;
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(vip.check_port);
+    addr.sin_addr.s_addr = vip.prefix.address.network_order();
+    int error = 0;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      error = errno;
+      pollfd wait{fd, POLLOUT, 0};
+      if (error == EINPROGRESS) {
+        error = poll(&wait, 1, kCheckTimeoutMs) == 1 ? 0 : ETIMEDOUT;
+        socklen_t len = sizeof(error);
+        if (error == 0) getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
+      }
+    }
+    close(fd);
+    result.ok = error == 0;
+    result.detail = result.ok ? "" : fmt::format("tcp:{} {}", vip.check_port, std::strerror(error));
+    auto previous = checks_.find(vip.prefix);
+    if (previous == checks_.end() || previous->second.ok != result.ok) {
+      if (result.ok) {
+        log::notice("service check on {} tcp:{} passes", vip.prefix.address.str(), vip.check_port);
+      } else {
+        log::warning("service check on {} failed: {}", vip.prefix.address.str(), result.detail);
+      }
+      status_read_at_ = -1;
+    }
+    checks_[vip.prefix] = result;
+  }
 }
 
 void Daemon::reload() {
@@ -258,6 +372,12 @@ void Daemon::reload() {
       log::warning("agent.state_dir changes take effect at the next start");
       next.agent.state_dir = policy_.agent.state_dir;
     }
+    if (next.agent.control_socket != policy_.agent.control_socket ||
+        next.readiness.listen.size() != policy_.readiness.listen.size() ||
+        next.readiness.agent_check_listen.size() != policy_.readiness.agent_check_listen.size()) {
+      log::warning("changes to the control socket and readiness listeners take effect at the next start");
+    }
+    checks_.clear();
     policy_ = std::move(next);
     tracker_ = RepairTracker(policy_.agent.contested_repairs, policy_.agent.contested_window_ms / 1000.0);
     log::info("reloaded {}: {} VIP(s), method {}", policy_file_, policy_.vips.size(), to_string(policy_.arp.method));
@@ -307,7 +427,14 @@ int Daemon::run() {
       } else if (fd == retry_fd_) {
         if (read(fd, &expirations, sizeof(expirations)) > 0) reconcile("retry");
       } else if (fd == poll_fd_) {
-        if (read(fd, &expirations, sizeof(expirations)) > 0) on_sysctl_poll();
+        if (read(fd, &expirations, sizeof(expirations)) > 0) {
+          on_sysctl_poll();
+          servers_->tick();
+        }
+      } else if (fd == check_fd_) {
+        if (read(fd, &expirations, sizeof(expirations)) > 0) run_service_checks();
+      } else if (fd == watchdog_fd_) {
+        if (read(fd, &expirations, sizeof(expirations)) > 0) sd_notify(0, "WATCHDOG=1");
       } else if (fd == signal_fd_) {
         signalfd_siginfo info{};
         while (read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
@@ -317,6 +444,8 @@ int Daemon::run() {
           }
           reload();
         }
+      } else {
+        servers_->on_readable(fd);
       }
     }
   }

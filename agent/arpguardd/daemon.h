@@ -7,7 +7,9 @@
 //     applies, logging one line per repair;
 //   - a periodic sysctl poll (no notification exists for them);
 //   - a retry/backoff timer, for a policy not yet met or a contested resource;
-//   - a signalfd: SIGHUP reloads, SIGTERM/SIGINT stop.
+//   - a signalfd: SIGHUP reloads, SIGTERM/SIGINT stop;
+//   - the readiness servers (servers.h), a service-check timer and, when
+//     systemd asks for it, a watchdog timer.
 #pragma once
 
 #include <memory>
@@ -16,7 +18,10 @@
 
 #include "core/engine.h"
 #include "core/policy.h"
+#include "agent/arpguardd/servers.h"
+#include "core/readiness.h"
 #include "core/repair_tracker.h"
+#include "core/status_report.h"
 #include "kernel/netlink_events.h"
 #include "kernel/system_kernel.h"
 
@@ -45,6 +50,11 @@ class Daemon {
   void reload();
   void stop();
   void arm(int timer_fd, double seconds, double interval = 0) const;
+  /// The status snapshot, read afresh from the kernel at most every 250 ms.
+  nlohmann::json status();
+  void set_draining(bool draining);
+  std::string drain_file() const { return policy_.agent.state_dir + "/draining"; }
+  void run_service_checks();
 
   std::string policy_file_;
   Policy policy_;
@@ -64,6 +74,17 @@ class Daemon {
   int debounce_fd_ = -1;
   int retry_fd_ = -1;
   int poll_fd_ = -1;
+  int check_fd_ = -1;
+  int watchdog_fd_ = -1;
+
+  std::unique_ptr<Servers> servers_;
+  bool draining_ = false;
+  std::vector<RepairRecord> recent_repairs_;   ///< the last few, newest last
+  uint64_t repairs_total_ = 0;
+  std::map<Ipv4Prefix, CheckResult> checks_;   ///< last result per VIP with a service check
+  double started_ = 0;                         ///< unix time
+  nlohmann::json status_cache_;
+  double status_read_at_ = -1;                 ///< monotonic; < 0: stale
 };
 
 }  // namespace arpguard

@@ -183,6 +183,8 @@ class PolicyReader {
         if (auto value = absolute_path(node, path)) policy_.agent.state_dir = *value;
       } else if (name == "contested_repairs") {
         if (auto value = integer_in(node, path, 1, 1000000)) policy_.agent.contested_repairs = *value;
+      } else if (name == "check_interval_ms") {
+        if (auto value = integer_in(node, path, 100, 600000)) policy_.agent.check_interval_ms = *value;
       } else if (name == "contested_window_ms") {
         if (auto value = integer_in(node, path, 100, 3600000)) policy_.agent.contested_window_ms = *value;
       } else if (name == "own_nft_table") {
@@ -313,6 +315,17 @@ class PolicyReader {
         if (auto value = string_of(node, path)) {
           check_interface_name(*value, node, path);
           vip.device = *value;
+        }
+      } else if (name == "check") {
+        if (auto value = string_of(node, path)) {
+          const std::string port = value->rfind("tcp:", 0) == 0 ? value->substr(4) : "";
+          const bool digits = !port.empty() && port.size() <= 5 && port[0] != '0' &&
+                              std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+          if (!digits || std::stoi(port) > 65535) {
+            error(node.source(), fmt::format("vip.check: '{}' is not tcp:PORT (port 1 to 65535)", *value));
+          } else {
+            vip.check_port = static_cast<uint16_t>(std::stoi(port));
+          }
         }
       } else if (name == "as") {
         if (auto value = string_of(node, path)) {

@@ -55,6 +55,8 @@ struct AgentPolicy {
   /// A resource repaired more than this many times within contested_window_ms is contested.
   int contested_repairs = 5;
   int contested_window_ms = 10000;
+  /// How often the VIPs' service checks run.
+  int check_interval_ms = 2000;
 };
 
 struct ArpPolicy {
@@ -73,6 +75,8 @@ struct ArpPolicy {
 struct VipPolicy {
   Ipv4Prefix prefix;
   std::string device = "lo";
+  /// check = "tcp:PORT": the agent connects to VIP:PORT locally; failure makes the VIP not ready.
+  uint16_t check_port = 0;
   SourceLocation where;  ///< of the address value, for later located errors
 };
 

@@ -124,7 +124,7 @@ TEST_CASE("a bad policy is refused with a located error and changes nothing") {
   const std::string bad = g.write_policy("[[vip]]\naddress = \"192.0.2.12\"\n[arp]\narp_ignore = 0\n");
   CommandResult r = g.apply(bad);
   CHECK(r.exit_code == 1);
-  CHECK(r.err == bad + ":6:14: arp.arp_ignore: 0 would not protect VIPs (allowed: 1, 2, 3, 8)\n");
+  CHECK(r.err == bad + ":7:14: arp.arp_ignore: 0 would not protect VIPs (allowed: 1, 2, 3, 8)\n");
   CHECK(r.out == "");
   CHECK(g.segment.rs.must("ip -4 addr; nft list ruleset; sysctl -a -r 'arp_(ignore|announce)' 2>/dev/null") == before);
 }
@@ -134,7 +134,7 @@ TEST_CASE("a VIP that is the interface's own address is refused before any chang
   const std::string policy = g.write_policy("[[vip]]\naddress = \"192.0.2.1\"\n");
   CommandResult r = g.apply(policy);
   CHECK(r.exit_code == 1);
-  CHECK(r.err == policy + ":4:11: vip.address: 192.0.2.1 is the own address of eth0 (192.0.2.1/24), not a VIP\n");
+  CHECK(r.err == policy + ":5:11: vip.address: 192.0.2.1 is the own address of eth0 (192.0.2.1/24), not a VIP\n");
   CHECK_FALSE(g.table_exists());
   CHECK(g.sysctl("all/arp_ignore") == 0);
 }

@@ -61,7 +61,7 @@ TEST_CASE("a bad reload keeps the running policy; a good one applies the delta")
   g.write_policy(kOneVip + "[[vip]]\naddress = \"192.0.2.11\"\nport = 80\n");
   d.process.signal(SIGHUP);
   REQUIRE(d.process.wait_for_log("rejected: the running policy stays in force", 5));
-  CHECK(d.process.log().find("<3>" + policy + ":7:1: unknown key 'vip.port'") != std::string::npos);
+  CHECK(d.process.log().find("<3>" + policy + ":8:1: unknown key 'vip.port'") != std::string::npos);
   CHECK(d.process.running());
   CHECK_FALSE(g.has_address("lo", "192.0.2.11/32"));
   CHECK(g.has_address("lo", "192.0.2.10/32"));
@@ -135,7 +135,7 @@ TEST_CASE("a daemon given a bad policy exits 1 with the located error") {
   RunningDaemon d(g, policy);
   CHECK(d.process.wait(5) == 1);
   CHECK(d.process.log() ==
-        "<3>" + policy + ":4:10: arp.method: 'magic' is not one of \"sysctl\", \"nftables\", \"both\", \"redirect\"\n");
+        "<3>" + policy + ":5:10: arp.method: 'magic' is not one of \"sysctl\", \"nftables\", \"both\", \"redirect\"\n");
   CHECK_FALSE(g.table_exists());
 }
 

@@ -18,8 +18,10 @@ struct Guarded {
 
   /// A policy with `body` after an [agent] table pointing state into dir.
   std::string write_policy(const std::string& body, const std::string& agent_extra = "") const {
-    return dir.write("policy.toml", "[agent]\nstate_dir = \"" + dir.path() + "/state\"\n" + agent_extra + body);
+    return dir.write("policy.toml", "[agent]\nstate_dir = \"" + dir.path() + "/state\"\ncontrol_socket = \"" +
+                                        control_socket() + "\"\n" + agent_extra + body);
   }
+  std::string control_socket() const { return dir.path() + "/arpguard.sock"; }
   CommandResult apply(const std::string& policy_path, const std::string& flags = "") const {
     return segment.rs.exec(arpguard_bin() + " apply --policy " + policy_path + " " + flags);
   }

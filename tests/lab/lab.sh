@@ -105,6 +105,7 @@ lab_guard() {
     cat >"$LAB_DIR/$rs/policy.toml" <<TOML
 [agent]
 state_dir = "$LAB_DIR/$rs/state"
+control_socket = "$LAB_DIR/$rs/arpguard.sock"
 [arp]
 method = "$method"
 [[vip]]

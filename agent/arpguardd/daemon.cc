@@ -427,10 +427,7 @@ int Daemon::run() {
       } else if (fd == retry_fd_) {
         if (read(fd, &expirations, sizeof(expirations)) > 0) reconcile("retry");
       } else if (fd == poll_fd_) {
-        if (read(fd, &expirations, sizeof(expirations)) > 0) {
-          on_sysctl_poll();
-          servers_->tick();
-        }
+        if (read(fd, &expirations, sizeof(expirations)) > 0) on_sysctl_poll();
       } else if (fd == check_fd_) {
         if (read(fd, &expirations, sizeof(expirations)) > 0) run_service_checks();
       } else if (fd == watchdog_fd_) {

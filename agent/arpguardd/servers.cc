@@ -8,10 +8,14 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -92,20 +96,19 @@ HttpReply route(const std::string& url, const ServerHooks& hooks) {
   return {MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", "not found; try /ready, /ready/<vip>, /status, /metrics\n"};
 }
 
+// Answers on the first call, once the headers are in: no request has a body
+// arpguard wants, so none is ever read.
 MHD_Result answer(void* cls, MHD_Connection* connection, const char* url, const char* method, const char*,
-                  const char*, size_t* upload_size, void** request_state) {
-  static int first_call_marker;
-  if (*request_state == nullptr) {  // headers are in; answer on the next call
-    *request_state = &first_call_marker;
-    return MHD_YES;
-  }
+                  const char*, size_t*, void**) {
   const std::string verb = method;
+  const char* length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  const bool has_body = (length && std::string(length) != "0") ||
+                        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
   HttpReply reply;
-  if (*upload_size != 0) {
-    *upload_size = 0;  // a body is never expected; the reply below says so
-    reply = {MHD_HTTP_CONTENT_TOO_LARGE, "text/plain; charset=utf-8", "no request body is accepted\n"};
-  } else if (verb != "GET" && verb != "HEAD") {
+  if (verb != "GET" && verb != "HEAD") {
     reply = {MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "only GET and HEAD\n"};
+  } else if (has_body) {
+    reply = {MHD_HTTP_CONTENT_TOO_LARGE, "text/plain; charset=utf-8", "no request body is accepted\n"};
   } else {
     reply = route(url, *static_cast<const ServerHooks*>(cls));
   }
@@ -119,10 +122,20 @@ MHD_Result answer(void* cls, MHD_Connection* connection, const char* url, const 
   return queued;
 }
 
+// libmicrohttpd's own messages (a request too big, a client gone) join our log.
+void log_http(void*, const char* format, va_list args) {
+  char text[512];
+  vsnprintf(text, sizeof(text), format, args);
+  std::string line(text);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  log::info("http: {}", line);
+}
+
 }  // namespace
 
 Servers::~Servers() {
   for (MHD_Daemon* daemon : http_) MHD_stop_daemon(daemon);
+  if (http_timer_fd_ >= 0) close(http_timer_fd_);
   for (int fd : agent_check_fds_) close(fd);
   if (control_fd_ >= 0) {
     close(control_fd_);
@@ -159,7 +172,8 @@ Status Servers::open(const Policy& policy) {
     MHD_Daemon* daemon = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr, nullptr, &answer, &hooks_, MHD_OPTION_LISTEN_SOCKET, *fd,
         MHD_OPTION_CONNECTION_LIMIT, kHttpConnections, MHD_OPTION_CONNECTION_TIMEOUT, kHttpTimeoutSeconds,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, kHttpMemoryPerConnection, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, kHttpMemoryPerConnection, MHD_OPTION_EXTERNAL_LOGGER, &log_http, nullptr,
+        MHD_OPTION_END);
     if (!daemon) {
       close(*fd);
       return Status::failure("start HTTP server on " + endpoint.str());
@@ -167,13 +181,34 @@ Status Servers::open(const Policy& policy) {
     http_.push_back(daemon);
     http_epoll_fds_.push_back(MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD)->epoll_fd);
   }
+  if (!http_.empty()) {
+    http_timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (http_timer_fd_ < 0) return Status::failure("timerfd for HTTP", errno);
+  }
   return Status();
+}
+
+void Servers::run_http() {
+  // libmicrohttpd has work that no descriptor announces (queued replies, time-outs):
+  // it says when to run again.
+  uint64_t soonest_ms = UINT64_MAX;
+  for (MHD_Daemon* daemon : http_) {
+    MHD_run(daemon);
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    if (MHD_get_timeout(daemon, &ms) == MHD_YES) soonest_ms = std::min<uint64_t>(soonest_ms, ms);
+  }
+  if (http_timer_fd_ < 0 || soonest_ms == UINT64_MAX) return;
+  itimerspec spec{};
+  spec.it_value.tv_sec = static_cast<time_t>(soonest_ms / 1000);
+  spec.it_value.tv_nsec = static_cast<long>(soonest_ms % 1000) * 1000000 + 1;  // never 0: that disarms
+  timerfd_settime(http_timer_fd_, 0, &spec, nullptr);
 }
 
 std::vector<int> Servers::fds() const {
   std::vector<int> out{control_fd_};
   out.insert(out.end(), agent_check_fds_.begin(), agent_check_fds_.end());
   out.insert(out.end(), http_epoll_fds_.begin(), http_epoll_fds_.end());
+  if (http_timer_fd_ >= 0) out.push_back(http_timer_fd_);
   return out;
 }
 
@@ -188,17 +223,19 @@ bool Servers::on_readable(int fd) {
       return true;
     }
   }
-  for (size_t i = 0; i < http_epoll_fds_.size(); ++i) {
-    if (fd == http_epoll_fds_[i]) {
-      MHD_run(http_[i]);
+  if (fd == http_timer_fd_) {
+    uint64_t expirations = 0;
+    (void)!read(fd, &expirations, sizeof(expirations));
+    run_http();
+    return true;
+  }
+  for (int http_fd : http_epoll_fds_) {
+    if (fd == http_fd) {
+      run_http();
       return true;
     }
   }
   return false;
-}
-
-void Servers::tick() {
-  for (MHD_Daemon* daemon : http_) MHD_run(daemon);
 }
 
 void Servers::serve_agent_check(int listener) {

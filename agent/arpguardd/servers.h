@@ -37,10 +37,8 @@ class Servers {
   std::vector<int> fds() const;
   /// Handles a readable descriptor; false when it is not one of ours.
   bool on_readable(int fd);
-  /// Lets libmicrohttpd time out idle connections; call now and then.
-  void tick();
-
  private:
+  void run_http();
   void serve_control(int listener);
   void serve_agent_check(int listener);
 
@@ -50,6 +48,7 @@ class Servers {
   std::vector<int> agent_check_fds_;
   std::vector<MHD_Daemon*> http_;
   std::vector<int> http_epoll_fds_;
+  int http_timer_fd_ = -1;  ///< when libmicrohttpd wants to run again
 };
 
 }  // namespace arpguard

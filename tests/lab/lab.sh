@@ -99,9 +99,12 @@ lab_start_http() {
 }
 
 # Starts arpguardd on every real server with method METHOD; waits for READY.
+# Each serves HTTP readiness on its real IP port 9480 and agent-check on 9777.
+# LAB_EXTRA_POLICY_rs1 (or _rs2), if set, is appended to that server's policy.
 lab_guard() {
-  local method=${1:-both} rs
+  local method=${1:-both} rs extra
   for rs in $LAB_RS_NAMES; do
+    extra=LAB_EXTRA_POLICY_$rs
     cat >"$LAB_DIR/$rs/policy.toml" <<TOML
 [agent]
 state_dir = "$LAB_DIR/$rs/state"
@@ -110,6 +113,10 @@ control_socket = "$LAB_DIR/$rs/arpguard.sock"
 method = "$method"
 [[vip]]
 address = "$LAB_VIP"
+[readiness]
+listen = ["$(lab_rs_ip "$rs"):9480"]
+agent_check_listen = ["$(lab_rs_ip "$rs"):9777"]
+${!extra:-}
 TOML
     lab_in "$rs" "$LAB_ARPGUARDD" --policy "$LAB_DIR/$rs/policy.toml" >"$LAB_DIR/$rs/arpguardd.log" 2>&1 &
   done
@@ -145,6 +152,35 @@ lab_mac_name() {
     "$(lab_rs_mac rs2)") echo rs2 ;;
     *) echo unknown ;;
   esac
+}
+
+# The control socket of a real server's arpguardd.
+lab_socket() { echo "$LAB_DIR/$1/arpguard.sock"; }
+
+# Starts HAProxy in the director namespace from tests/lab/haproxy.cfg.in.
+lab_haproxy() {
+  sed "s|@STATS@|$LAB_DIR/haproxy.sock|" "$(dirname "${BASH_SOURCE[0]}")/haproxy.cfg.in" >"$LAB_DIR/haproxy.cfg"
+  lab_in director haproxy -db -f "$LAB_DIR/haproxy.cfg" >"$LAB_DIR/haproxy.log" 2>&1 &
+  local tries
+  for tries in $(seq 100); do [ -S "$LAB_DIR/haproxy.sock" ] && return 0; sleep 0.05; done
+  cat "$LAB_DIR/haproxy.log" >&2
+  return 1
+}
+
+# HAProxy's view of real server NAME (UP, DOWN, DRAIN, ...), read from its stats socket.
+lab_haproxy_state() {
+  python3 - "$LAB_DIR/haproxy.sock" "$1" <<'PY'
+import csv, io, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"show stat\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+for row in csv.DictReader(io.StringIO(data.decode().lstrip("# "))):
+    if row["pxname"] == "real_servers" and row["svname"] == sys.argv[2]:
+        print(row["status"])
+PY
 }
 
 lab_down() {

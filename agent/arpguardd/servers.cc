@@ -170,10 +170,10 @@ Status Servers::open(const Policy& policy) {
     auto fd = listen_tcp(endpoint);
     if (!fd) return fd.status();
     MHD_Daemon* daemon = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr, nullptr, &answer, &hooks_, MHD_OPTION_LISTEN_SOCKET, *fd,
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr, nullptr, &answer, &hooks_, MHD_OPTION_EXTERNAL_LOGGER, &log_http, nullptr,
+        MHD_OPTION_LISTEN_SOCKET, *fd,
         MHD_OPTION_CONNECTION_LIMIT, kHttpConnections, MHD_OPTION_CONNECTION_TIMEOUT, kHttpTimeoutSeconds,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, kHttpMemoryPerConnection, MHD_OPTION_EXTERNAL_LOGGER, &log_http, nullptr,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, kHttpMemoryPerConnection, MHD_OPTION_END);
     if (!daemon) {
       close(*fd);
       return Status::failure("start HTTP server on " + endpoint.str());

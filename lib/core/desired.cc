@@ -120,6 +120,10 @@ Desired make_desired(const Policy& policy, const Observed& observed, bool daemon
   }
   std::sort(desired.vips.begin(), desired.vips.end());
 
+  // No VIPs, nothing to hide: a policy without VIPs changes nothing (the
+  // packaged default), and a table left from earlier VIPs goes after them.
+  if (policy.vips.empty()) return desired;
+
   if (uses_sysctls(policy.arp.method)) add_sysctls(policy, observed, desired);
 
   if (uses_nftables(policy.arp.method)) {

@@ -137,7 +137,7 @@ Plan Diff(const Desired& desired, const Observed& observed) {
 
 std::vector<std::string> verify_sysctls(const Desired& desired, const SysctlValues& values) {
   std::vector<std::string> reasons;
-  if (!uses_sysctls(desired.method)) return reasons;
+  if (!uses_sysctls(desired.method) || desired.vips.empty()) return reasons;  // nothing to hide
   for (const auto& [key, value] : desired.sysctls) {
     auto it = values.find(key);
     if (it == values.end()) {
@@ -162,7 +162,7 @@ std::vector<std::string> verify_sysctls(const Desired& desired, const SysctlValu
 
 std::vector<std::string> verify_suppression(const Desired& desired, const Observed& observed) {
   std::vector<std::string> reasons = verify_sysctls(desired, observed.sysctls);
-  if (uses_nftables(desired.method)) {
+  if (uses_nftables(desired.method) && !desired.vips.empty()) {
     if (!observed.nft.exists) {
       reasons.push_back(fmt::format("nft table arp {} is missing", rules::kTable));
     } else {

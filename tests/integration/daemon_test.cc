@@ -144,4 +144,7 @@ TEST_CASE("a policy without VIPs idles and says so") {
   RunningDaemon d(g, g.write_policy(""));
   REQUIRE(d.process.wait_for_log("ready: guarding 0 VIP(s)", 5));
   CHECK(d.process.log().find("<5>no VIPs in the policy: nothing to guard, idling") != std::string::npos);
+  CHECK(d.process.log().find("start:") == std::string::npos);  // it changed nothing
+  CHECK_FALSE(g.table_exists());
+  CHECK(g.sysctl("all/arp_ignore") == 0);
 }

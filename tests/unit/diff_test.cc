@@ -142,6 +142,14 @@ TEST_CASE("after converging any of the table's cases, a second plan is empty (I4
   }
 }
 
+TEST_CASE("a policy without VIPs changes nothing on a fresh machine; after VIPs, their table goes") {
+  FakeKernel fresh = FakeKernel::machine();
+  CHECK(plan_for("", fresh.world) == Lines{});
+  FakeKernel kernel = converged(kBoth);
+  CHECK(plan_for("", kernel.world) ==
+        Lines{"del vip 192.0.2.10/32 dev lo (no longer in policy)", "nft delete table arp arpguard"});
+}
+
 TEST_CASE("a VIP dropped from the policy goes before its suppression, a new one comes after") {
   FakeKernel kernel = converged(kBoth);
   CHECK(plan_for("[[vip]]\naddress = \"192.0.2.12\"\n", kernel.world) ==

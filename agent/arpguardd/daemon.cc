@@ -302,7 +302,7 @@ nlohmann::json Daemon::status() {
                                    : status_cache_;
   }
   const Desired desired = make_desired(policy_, *observed, /*daemon=*/true);
-  ReadinessInputs inputs{draining_, tracker_.contested(), checks_, {}};
+  ReadinessInputs inputs{draining_, tracker_.contested(), checks_};
   const Readiness readiness = assess_readiness(desired, *observed, inputs);
   status_cache_ = build_status({policy_, desired, *observed, readiness, recent_repairs_, repairs_total_,
                                 inputs.contested, checks_, static_cast<double>(std::time(nullptr)), started_});

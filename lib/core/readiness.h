@@ -25,7 +25,6 @@ struct ReadinessInputs {
   bool draining = false;
   std::map<std::string, int> contested;             ///< resource -> repairs in the window
   std::map<Ipv4Prefix, CheckResult> service_checks; ///< per VIP with a check, its last result
-  std::vector<std::string> problems;                ///< what the last apply could not fix
 };
 
 struct VipReadiness {

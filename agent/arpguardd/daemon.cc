@@ -138,8 +138,7 @@ bool Daemon::open_event_loop() {
   }
   const double poll = policy_.agent.sysctl_poll_ms / 1000.0;
   arm(poll_fd_, poll, poll);
-  const double checks = policy_.agent.check_interval_ms / 1000.0;
-  arm(check_fd_, 0, checks);
+  arm_service_checks();
   uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0) {
     arm(watchdog_fd_, watchdog_usec / 2e6, watchdog_usec / 2e6);
@@ -327,6 +326,18 @@ void Daemon::set_draining(bool draining) {
   sd_notifyf(0, "STATUS=%s", draining ? "draining" : "resumed");
 }
 
+void Daemon::arm_service_checks() {
+  // Idle means idle: the timer runs only while some VIP has a check.
+  const bool any = std::any_of(policy_.vips.begin(), policy_.vips.end(), [](const VipPolicy& v) { return v.check_port; });
+  if (!any) {
+    itimerspec off{};
+    timerfd_settime(check_fd_, 0, &off, nullptr);
+    return;
+  }
+  const double interval = policy_.agent.check_interval_ms / 1000.0;
+  arm(check_fd_, 0, interval);
+}
+
 void Daemon::run_service_checks() {
   for (const VipPolicy& vip : policy_.vips) {
     if (vip.check_port == 0) continue;
@@ -383,6 +394,7 @@ void Daemon::reload() {
     log::info("reloaded {}: {} VIP(s), method {}", policy_file_, policy_.vips.size(), to_string(policy_.arp.method));
     const double poll = policy_.agent.sysctl_poll_ms / 1000.0;
     arm(poll_fd_, poll, poll);
+    arm_service_checks();
     reconcile("reload");
   }
   sd_notify(0, "READY=1");

@@ -54,6 +54,7 @@ class Daemon {
   nlohmann::json status();
   void set_draining(bool draining);
   std::string drain_file() const { return policy_.agent.state_dir + "/draining"; }
+  void arm_service_checks();
   void run_service_checks();
 
   std::string policy_file_;

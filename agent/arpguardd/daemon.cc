@@ -26,6 +26,7 @@
 #include "agent/common/log.h"
 #include "core/desired.h"
 #include "core/diff.h"
+#include "kernel/make_dirs.h"
 
 namespace arpguard {
 
@@ -312,7 +313,7 @@ nlohmann::json Daemon::status() {
 void Daemon::set_draining(bool draining) {
   // The operator's intent outlives a restart of the daemon: it is kept as a file.
   if (draining) {
-    mkdir(policy_.agent.state_dir.c_str(), 0755);
+    if (Status s = make_dirs(policy_.agent.state_dir); !s) log::error("drain: {}", s.message());
     std::ofstream(drain_file()) << "drained by arpguard drain\n";
   } else {
     unlink(drain_file().c_str());

@@ -20,6 +20,7 @@
 #include <ctime>
 
 #include "agent/common/log.h"
+#include "kernel/make_dirs.h"
 
 namespace arpguard {
 
@@ -48,16 +49,6 @@ Result<int> listen_tcp(const Endpoint& endpoint) {
     return Error{"listen on " + endpoint.str(), saved};
   }
   return fd;
-}
-
-Status make_parent_dir(const std::string& path) {
-  const std::string dir = path.substr(0, path.rfind('/'));
-  for (size_t slash = 1; slash != std::string::npos && !dir.empty();) {
-    slash = dir.find('/', slash + 1);
-    const std::string prefix = dir.substr(0, slash);
-    if (mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) return Status::failure("mkdir " + prefix, errno);
-  }
-  return Status();
 }
 
 // ---- HTTP ----
@@ -146,7 +137,7 @@ Servers::~Servers() {
 Status Servers::open(const Policy& policy) {
   // Control socket: refuse to take over one a live daemon answers on.
   control_path_ = policy.agent.control_socket;
-  if (Status s = make_parent_dir(control_path_); !s) return s;
+  if (Status s = make_dirs(control_path_.substr(0, control_path_.rfind('/'))); !s) return s;
   control_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;

@@ -1,6 +1,7 @@
 #include "kernel/state_file.h"
 
-#include <sys/stat.h>
+#include "kernel/make_dirs.h"
+
 
 #include <cerrno>
 #include <cstdio>
@@ -9,19 +10,6 @@
 #include <sstream>
 
 namespace arpguard {
-
-namespace {
-
-Status make_dirs(const std::string& dir) {
-  for (size_t slash = 1; slash != std::string::npos;) {
-    slash = dir.find('/', slash + 1);
-    const std::string prefix = dir.substr(0, slash);
-    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) return Status::failure("mkdir " + prefix, errno);
-  }
-  return Status();
-}
-
-}  // namespace
 
 Result<ManagedState> StateFile::load() {
   std::ifstream in(path());

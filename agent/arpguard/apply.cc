@@ -1,16 +1,41 @@
 #include <fmt/format.h>
 
 #include "agent/arpguard/commands.h"
+#include "core/diff.h"
 #include "core/engine.h"
-#include "core/policy.h"
+#include "core/readiness.h"
+#include "kernel/policy_file.h"
 #include "kernel/system_kernel.h"
 
 namespace arpguard::cli {
+
+namespace {
+
+constexpr int kRounds = 3;  // a VIP's suppression goes one round after the VIP (I8)
+
+// Why the kernel does not meet the policy after converging: every not-ready reason but freshness.
+std::vector<std::string> unmet(const Desired& desired, const Observed& observed) {
+  ReadinessInputs inputs;
+  inputs.fresh = true;
+  std::vector<std::string> out;
+  auto add = [&](const std::vector<Reason>& reasons) {
+    for (const Reason& r : reasons) {
+      if (r.severity == Severity::kNotReady && r.kind != ReasonKind::kNoVips) out.push_back(r.text);
+    }
+  };
+  add(server_reasons(desired, observed, inputs));
+  for (const DesiredVip& vip : desired.vips.bound) add(vip_reasons(desired, observed, inputs, vip));
+  for (const IpPrefix& prefix : desired.vips.redirected) add(redirect_reasons(desired, observed, inputs, prefix));
+  return out;
+}
+
+}  // namespace
 
 int apply(const std::string& file, bool dry_run) {
   PolicyResult result = load_policy(file);
   for (const Diagnostic& error : result.errors) fmt::print(stderr, "{}\n", error.str());
   if (!result.policy) return 1;
+  for (const Diagnostic& warning : result.warnings) fmt::print(stderr, "{} (warning)\n", warning.str());
   const Policy& policy = *result.policy;
 
   auto kernel = SystemKernel::open(policy.agent.state_dir);
@@ -18,29 +43,46 @@ int apply(const std::string& file, bool dry_run) {
     fmt::print(stderr, "arpguard: {}\n", kernel.error().message());
     return 1;
   }
-  Engine engine((*kernel)->apis(), /*daemon=*/false);
-  auto checked = engine.check(policy);
-  if (!checked) {
-    fmt::print(stderr, "arpguard: {}\n", checked.error().message());
-    return 1;
+  Engine engine((*kernel)->apis());
+  size_t applied = 0;
+  for (int round = 0;; ++round) {
+    auto observed = engine.observe();
+    if (!observed) {
+      fmt::print(stderr, "arpguard: {}\n", observed.error().message());
+      return 1;
+    }
+    if (round == 0) {
+      const std::vector<Diagnostic> errors = check_against_kernel(policy, *observed);
+      for (const Diagnostic& error : errors) fmt::print(stderr, "{}\n", error.str());
+      if (!errors.empty()) return 1;
+    }
+    const Desired desired = make_desired(policy, *observed, /*daemon=*/false);
+    const Plan plan = Diff(desired, *observed);
+    if (dry_run) {
+      for (const std::string& line : plan.lines()) fmt::print("{}\n", line);
+      fmt::print("dry run: {} action(s) planned, nothing changed\n", plan.actions.size());
+      return 0;
+    }
+    if (plan.empty() || round == kRounds) {
+      const std::vector<std::string> problems = unmet(desired, *observed);
+      for (const std::string& problem : problems) fmt::print(stderr, "arpguard: not met: {}\n", problem);
+      if (!plan.empty() || !problems.empty()) return 1;
+      fmt::print("converged: {} action(s) applied\n", applied);
+      return 0;
+    }
+    for (const std::string& line : plan.lines()) fmt::print("{}\n", line);
+    ReadBackVerifier verifier((*kernel)->apis(), desired);
+    const ApplyOutcome outcome = engine.apply(plan, verifier);
+    for (size_t i = 0; i < outcome.results.size(); ++i) {
+      if (outcome.results[i].ok()) {
+        ++applied;
+      } else {
+        fmt::print(stderr, "arpguard: {}: {}\n", describe(plan.actions[i]), outcome.results[i].message());
+      }
+    }
+    if (outcome.state_error) fmt::print(stderr, "arpguard: cannot record state: {}\n", outcome.state_error->message());
+    if (!outcome.all_ok()) return 1;
   }
-  for (const Diagnostic& error : *checked) fmt::print(stderr, "{}\n", error.str());
-  if (!checked->empty()) return 1;
-
-  auto report = engine.converge(policy, dry_run);
-  if (!report) {
-    fmt::print(stderr, "arpguard: {}\n", report.error().message());
-    return 1;
-  }
-  for (const std::string& line : report->plan.lines()) fmt::print("{}\n", line);
-  for (const std::string& problem : report->problems) fmt::print(stderr, "arpguard: {}\n", problem);
-  if (dry_run) {
-    fmt::print("dry run: {} action(s) planned, nothing changed\n", report->plan.actions.size());
-    return report->problems.empty() ? 0 : 1;
-  }
-  if (!report->converged()) return 1;
-  fmt::print("converged: {} action(s) applied\n", report->plan.actions.size());
-  return 0;
 }
 
 }  // namespace arpguard::cli

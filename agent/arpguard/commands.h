@@ -13,11 +13,15 @@ int check_config(const std::string& file, bool offline);
 /// 0 converged, 1 failed.
 int apply(const std::string& file, bool dry_run);
 
-/// status [--json]: asks the daemon; monitoring-plugin exit codes
+/// status [--json] [--vips]: asks the daemon; monitoring-plugin exit codes
 /// (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN when the daemon cannot be reached).
-int status(const std::string& socket, const std::string& policy_file, bool json);
+int status(const std::string& socket, const std::string& policy_file, bool json, bool all_vips);
 
 /// drain / resume: tells the daemon, which tells the director through readiness.
 int set_draining(const std::string& socket, const std::string& policy_file, bool draining);
+
+/// reload: asks the daemon to read its policy again and waits for the result:
+/// 0 in force and met, 1 rejected (the running policy stays) or not met.
+int reload(const std::string& socket, const std::string& policy_file);
 
 }  // namespace arpguard::cli

@@ -8,13 +8,17 @@
 #include <cerrno>
 #include <cstring>
 
-#include "core/policy.h"
+#include <fmt/format.h>
+
+#include "kernel/policy_file.h"
 
 namespace arpguard::cli {
 
 namespace {
 
 constexpr int kReplyTimeoutMs = 5000;
+constexpr int kReloadTimeoutMs = 60000;
+constexpr size_t kMaxReplyBytes = 512u << 20;
 
 }  // namespace
 
@@ -39,7 +43,7 @@ Result<nlohmann::json> ask_daemon(const std::string& socket_path, const std::str
     return Error{what, saved};
   }
   const std::string line = command + "\n";
-  if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+  if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
     const int saved = errno;
     close(fd);
     return Error{what, saved};
@@ -48,13 +52,19 @@ Result<nlohmann::json> ask_daemon(const std::string& socket_path, const std::str
   char buffer[4096];
   for (;;) {
     pollfd wait{fd, POLLIN, 0};
-    if (poll(&wait, 1, kReplyTimeoutMs) != 1) {
+    // A reload applies the new policy before it answers: give it time.
+    const int timeout_ms = command == "reload" ? kReloadTimeoutMs : kReplyTimeoutMs;
+    if (poll(&wait, 1, timeout_ms) != 1) {
       close(fd);
-      return Error{what + ": no reply within 5 s"};
+      return Error{fmt::format("{}: no reply within {} s", what, timeout_ms / 1000)};
     }
     const ssize_t n = read(fd, buffer, sizeof(buffer));
     if (n <= 0) break;
-    reply.append(buffer, n);
+    reply.append(buffer, static_cast<size_t>(n));
+    if (reply.size() > kMaxReplyBytes) {
+      close(fd);
+      return Error{what + ": reply too large"};
+    }
   }
   close(fd);
   try {

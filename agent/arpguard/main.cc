@@ -25,20 +25,25 @@ int main(int argc, char** argv) {
   std::string socket;
   std::string socket_policy;
   bool json = false;
+  bool all_vips = false;
   auto add_socket_options = [&](CLI::App* verb) {
     verb->add_option("--socket", socket, "The daemon's control socket (default: the policy's, else /run/arpguard/arpguard.sock)");
     verb->add_option("--policy", socket_policy, "Policy file whose agent.control_socket to use");
   };
   CLI::App* status = app.add_subcommand("status", "Ask arpguardd how things stand (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)");
   status->add_flag("--json", json, "The same facts as one JSON object");
+  status->add_flag("--vips", all_vips, "List every VIP (by default: a summary, and the VIPs not ready)");
   add_socket_options(status);
   CLI::App* drain = app.add_subcommand("drain", "Tell the director to send no new connections to this server");
   add_socket_options(drain);
   CLI::App* resume = app.add_subcommand("resume", "Tell the director it may send new connections again");
   add_socket_options(resume);
+  CLI::App* reload = app.add_subcommand("reload", "Make arpguardd read its policy again; exit 0 when it is in force and met");
+  add_socket_options(reload);
 
   if (auto exit_code = arpguard::parse_args(app, argc, argv)) return *exit_code;
-  if (status->parsed()) return arpguard::cli::status(socket, socket_policy, json);
+  if (status->parsed()) return arpguard::cli::status(socket, socket_policy, json, all_vips);
+  if (reload->parsed()) return arpguard::cli::reload(socket, socket_policy);
   if (drain->parsed() || resume->parsed()) return arpguard::cli::set_draining(socket, socket_policy, drain->parsed());
   if (check->parsed()) return arpguard::cli::check_config(check_file, offline);
   return arpguard::cli::apply(policy_file, dry_run);

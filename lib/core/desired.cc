@@ -5,18 +5,29 @@
 
 #include <algorithm>
 
+#include "rules/tables.h"
+
 namespace arpguard {
 
-const Link* Observed::link_named(const std::string& name) const {
-  for (const Link& link : links) {
-    if (link.name == name) return &link;
-  }
-  return nullptr;
+// ---- desired ----
+
+const DesiredVip* DesiredVips::bound_containing(const IpAddress& address) const {
+  auto it = std::upper_bound(bound.begin(), bound.end(), address,
+                             [](const IpAddress& a, const DesiredVip& v) { return a < v.prefix.first(); });
+  if (it == bound.begin()) return nullptr;
+  --it;
+  return it->prefix.contains(address) ? &*it : nullptr;
 }
 
-const Link* Observed::link_at(int index) const {
-  for (const Link& link : links) {
-    if (link.index == index) return &link;
+bool DesiredVips::is_redirected(const IpAddress& address) const {
+  auto it = std::upper_bound(redirected.begin(), redirected.end(), address,
+                             [](const IpAddress& a, const IpPrefix& p) { return a < p.first(); });
+  return it != redirected.begin() && std::prev(it)->contains(address);
+}
+
+const nft::TableSpec* DesiredHost::table(const nft::TableId& id) const {
+  for (const nft::TableSpec& t : tables) {
+    if (t.id == id) return &t;
   }
   return nullptr;
 }
@@ -41,108 +52,163 @@ int effective_sysctl(const SysctlValues& values, const std::string& interface, c
   return std::max(all, own);
 }
 
-std::vector<Diagnostic> check_against_kernel(const Policy& policy, const Observed& observed) {
-  std::vector<Diagnostic> errors;
-  for (const VipPolicy& vip : policy.vips) {
-    for (const Address& address : observed.addresses) {
-      // A /32 of the VIP elsewhere is a misplaced VIP, repaired by Diff; a VIP inside a
-      // wider address is that interface's own address, and a policy error.
-      if (address.prefix.address != vip.prefix.address || address.prefix.length == 32) continue;
-      const Link* link = observed.link_at(address.link_index);
-      errors.push_back({vip.where, fmt::format("vip.address: {} is the own address of {} ({}), not a VIP",
-                                               vip.prefix.address.str(), link ? link->name : "?",
-                                               address.prefix.str())});
-    }
-  }
-  return errors;
-}
-
 namespace {
 
-// The interface's primary IPv4: its first non-secondary global address that is not a VIP.
-std::optional<Ipv4> primary_ipv4(const Observed& observed, const Link& link, const Policy& policy) {
-  for (const Address& address : observed.addresses) {
-    if (address.link_index != link.index || address.secondary || address.scope != kScopeGlobal) continue;
-    const bool is_vip = std::any_of(policy.vips.begin(), policy.vips.end(), [&](const VipPolicy& vip) {
-      return vip.prefix.address == address.prefix.address;
-    });
-    if (!is_vip) return address.prefix.address;
+void add_redirect_elements(const VipPolicy& vip, DesiredVips& out) {
+  const nft::TableId table = rules::nat_table_id(vip.prefix.family());
+  std::vector<nft::Element>& keep = out.elements[SetRef{table, std::string(rules::kKeepSet)}];
+  std::vector<nft::Element>& to = out.elements[SetRef{table, std::string(rules::kToMap)}];
+  const IpRange range = IpRange::of(vip.prefix);
+  if (vip.ports.empty()) {
+    keep.push_back({range, kProtoTcp, 0, 65535, 0});
+    keep.push_back({range, kProtoUdp, 0, 65535, 0});
+    return;
   }
-  return std::nullopt;
-}
-
-void add_sysctls(const Policy& policy, const Observed& observed, Desired& desired) {
-  const ArpPolicy& arp = policy.arp;
-  auto want = [&](const std::string& scope) {
-    desired.sysctls.push_back({SysctlKey{scope, kArpIgnore}, arp.arp_ignore});
-    desired.sysctls.push_back({SysctlKey{scope, kArpAnnounce}, arp.arp_announce});
-    if (arp.arp_filter) desired.sysctls.push_back({SysctlKey{scope, kArpFilter}, 1});
-  };
-  if (arp.all_interfaces()) {
-    want("all");
-    // conf/all cannot lower an interface's own arp_ignore: one set to a reserved
-    // value (4-7 answer every request) would win the max() and expose the VIPs.
-    for (const std::string& name : desired.arp_facing) {
-      auto it = observed.sysctls.find(SysctlKey{name, kArpIgnore});
-      if (it != observed.sysctls.end() && !arp_ignore_protects(std::max(it->second, arp.arp_ignore))) {
-        desired.sysctls.push_back({SysctlKey{name, kArpIgnore}, arp.arp_ignore});
-      }
+  for (const PortMapping& port : vip.ports) {
+    if (port.to) {
+      to.push_back({range, port.protocol, port.first, port.last, *port.to});
+    } else {
+      keep.push_back({range, port.protocol, port.first, port.last, 0});
     }
-  } else {
-    for (const std::string& name : desired.arp_facing) want(name);
   }
 }
 
 }  // namespace
 
-Desired make_desired(const Policy& policy, const Observed& observed, bool daemon) {
-  Desired desired;
-  desired.method = policy.arp.method;
-  desired.ownership = !policy.agent.own_nft_table ? TableOwnership::kPlain
-                      : daemon                    ? TableOwnership::kHold
-                                                  : TableOwnership::kLeaveOrphan;
-  desired.arp_ignore = policy.arp.arp_ignore;
-  desired.arp_announce = policy.arp.arp_announce;
-  desired.arp_filter = policy.arp.arp_filter;
-  // arp_ignore=3 still answers for global-scope addresses: the VIPs must be scope host.
-  desired.vip_scope = policy.arp.arp_ignore == 3 ? kScopeHost : kScopeGlobal;
-
-  for (const Link& link : observed.links) {
-    if (is_arp_facing(link, policy.arp.interfaces)) desired.arp_facing.push_back(link.name);
-  }
-  std::sort(desired.arp_facing.begin(), desired.arp_facing.end());
-
+DesiredVips make_desired_vips(const Policy& policy) {
+  DesiredVips out;
+  std::vector<IpRange> arp_ranges;
+  std::vector<IpRange> ndp_ranges;
   for (const VipPolicy& vip : policy.vips) {
-    desired.vips.push_back({vip.prefix, vip.device});
-    if (!observed.link_named(vip.device)) {
-      desired.problems.push_back(fmt::format("vip {}: device {} does not exist", vip.prefix.str(), vip.device));
+    if (vip.method == Method::kRedirect) {
+      out.redirected.push_back(vip.prefix);
+      add_redirect_elements(vip, out);
+      continue;
     }
+    const bool v4 = vip.prefix.family() == Family::kV4;
+    DesiredVip desired{vip.prefix, vip.kind, vip.device, vip.method, kScopeGlobal, false};
+    if (vip.kind == VipKind::kAddress) {
+      // arp_ignore=3 still answers for global-scope addresses: the sysctl layer needs scope host.
+      if (v4 && uses_sysctls(vip.method) && policy.arp.arp_ignore == 3) desired.scope = kScopeHost;
+      desired.deprecated = !v4;
+    }
+    out.bound.push_back(std::move(desired));
+    if (uses_nftables(vip.method)) (v4 ? arp_ranges : ndp_ranges).push_back(IpRange::of(vip.prefix));
   }
-  std::sort(desired.vips.begin(), desired.vips.end());
+  auto put_vips = [&](const nft::TableId& table, std::vector<IpRange> ranges) {
+    if (ranges.empty()) return;
+    std::vector<nft::Element>& elements = out.elements[SetRef{table, std::string(rules::kVipSet)}];
+    for (const IpRange& range : merge_ranges(std::move(ranges))) elements.push_back(rules::vip_element(range));
+  };
+  put_vips(rules::arp_table_id(), std::move(arp_ranges));
+  put_vips(rules::ndp_table_id(), std::move(ndp_ranges));
+  for (auto& [set, elements] : out.elements) std::sort(elements.begin(), elements.end());
+  return out;
+}
 
-  // No VIPs, nothing to hide: a policy without VIPs changes nothing (the
-  // packaged default), and a table left from earlier VIPs goes after them.
-  if (policy.vips.empty()) return desired;
+namespace {
 
-  if (uses_sysctls(policy.arp.method)) add_sysctls(policy, observed, desired);
+// The interface's primary IPv4: its lowest non-secondary global address that is not a VIP.
+std::optional<IpAddress> primary_ipv4(const Observed& observed, const Link& link, const DesiredVips& vips) {
+  auto on_link = observed.addresses_by_link.find(link.index);
+  if (on_link == observed.addresses_by_link.end()) return std::nullopt;
+  for (const AddressKey& key : on_link->second) {
+    if (key.address.family != Family::kV4) continue;
+    const AddressInfo& info = observed.addresses.at(key);
+    if (info.secondary() || info.scope != kScopeGlobal) continue;
+    if (!vips.bound_containing(key.address)) return key.address;
+  }
+  return std::nullopt;
+}
 
-  if (uses_nftables(policy.arp.method)) {
-    rules::ArpTableSpec spec;
-    for (const VipOnDevice& vip : desired.vips) spec.vips.push_back(Ipv4Range::of(vip.prefix));
-    spec.rules.push_back(rules::ArpRule::input_drop());
-    for (const std::string& name : desired.arp_facing) {
-      std::optional<Ipv4> real_ip;
+void add_sysctls(const Policy& policy, const Observed& observed, DesiredHost& host) {
+  const ArpPolicy& arp = policy.arp;
+  auto want = [&](const std::string& scope) {
+    host.sysctls.push_back({SysctlKey{scope, kArpIgnore}, arp.arp_ignore});
+    host.sysctls.push_back({SysctlKey{scope, kArpAnnounce}, arp.arp_announce});
+    if (arp.arp_filter) host.sysctls.push_back({SysctlKey{scope, kArpFilter}, 1});
+  };
+  if (arp.all_interfaces()) {
+    want("all");
+    // conf/all cannot lower an interface's own arp_ignore: one set to a reserved
+    // value (4-7 answer every request) would win the max() and expose the VIPs.
+    for (const std::string& name : host.arp_facing) {
+      auto it = observed.sysctls.find(SysctlKey{name, kArpIgnore});
+      if (it != observed.sysctls.end() && !arp_ignore_protects(std::max(it->second, arp.arp_ignore))) {
+        host.sysctls.push_back({SysctlKey{name, kArpIgnore}, arp.arp_ignore});
+      }
+    }
+  } else {
+    for (const std::string& name : host.arp_facing) want(name);
+  }
+}
+
+bool has_elements(const DesiredVips& vips, const nft::TableId& table) {
+  return std::any_of(vips.elements.begin(), vips.elements.end(),
+                     [&](const auto& entry) { return entry.first.table == table && !entry.second.empty(); });
+}
+
+}  // namespace
+
+DesiredHost make_desired_host(const Policy& policy, const DesiredVips& vips, const Observed& observed, bool daemon) {
+  DesiredHost host;
+  host.ownership = !policy.agent.own_nft_table ? TableOwnership::kPlain
+                   : daemon                    ? TableOwnership::kHold
+                                               : TableOwnership::kLeaveOrphan;
+  host.arp_announce = policy.arp.arp_announce;
+  for (const auto& [index, link] : observed.links) {
+    if (is_arp_facing(link, policy.arp.interfaces)) host.arp_facing.push_back(link.name);
+  }
+  std::sort(host.arp_facing.begin(), host.arp_facing.end());
+
+  // No IPv4 VIP relying on sysctls, nothing for them to hide: a policy without
+  // VIPs changes nothing (the packaged default).
+  host.uses_sysctls = std::any_of(vips.bound.begin(), vips.bound.end(), [](const DesiredVip& v) {
+    return v.prefix.family() == Family::kV4 && uses_sysctls(v.method);
+  });
+  if (host.uses_sysctls) add_sysctls(policy, observed, host);
+
+  if (has_elements(vips, rules::arp_table_id())) {
+    std::vector<rules::ArpOutput> outputs;
+    for (const std::string& name : host.arp_facing) {
+      std::optional<IpAddress> real_ip;
       if (auto it = policy.arp.real_ip.find(name); it != policy.arp.real_ip.end()) {
         real_ip = it->second;
       } else {
-        real_ip = primary_ipv4(observed, *observed.link_named(name), policy);
+        real_ip = primary_ipv4(observed, *observed.link_named(name), vips);
       }
-      spec.rules.push_back(real_ip ? rules::ArpRule::output_mangle(name, *real_ip)
-                                   : rules::ArpRule::output_drop(name));
+      outputs.push_back({name, real_ip});
     }
-    desired.nft = std::move(spec);
+    host.tables.push_back(rules::arp_table({}, outputs));
   }
-  return desired;
+  if (has_elements(vips, rules::ndp_table_id())) host.tables.push_back(rules::ndp_table({}));
+  for (Family family : {Family::kV4, Family::kV6}) {
+    if (has_elements(vips, rules::nat_table_id(family))) host.tables.push_back(rules::nat_table(family, {}, {}));
+  }
+  return host;
+}
+
+std::vector<Diagnostic> check_against_kernel(const Policy& policy, const Observed& observed) {
+  std::vector<Diagnostic> errors;
+  for (const auto& [key, info] : observed.addresses) {
+    const VipPolicy* vip = policy.vip_containing(key.address);
+    if (!vip) continue;
+    const Link* link = observed.link_at(key.link_index);
+    const std::string device = link ? link->name : fmt::format("ifindex {}", key.link_index);
+    if (vip->kind == VipKind::kAddress) {
+      // A host-length copy elsewhere is a misplaced VIP, repaired by Diff; a VIP
+      // inside a wider address is that interface's own address.
+      if (key.prefix().is_host()) continue;
+      errors.push_back({policy.file, vip->where,
+                        fmt::format("vip.address: {} is the own address of {} ({}), not a VIP",
+                                    vip->prefix.address.str(), device, key.prefix().str())});
+    } else if (link && !link->loopback) {
+      errors.push_back({policy.file, vip->where,
+                        fmt::format("vip.address: {} contains {}, an address of {}", vip->prefix.str(),
+                                    key.address.str(), device)});
+    }
+  }
+  return errors;
 }
 
 }  // namespace arpguard

@@ -5,193 +5,563 @@
 #include <algorithm>
 #include <set>
 
-#include "core/desired.h"
+#include "rules/tables.h"
 
 namespace arpguard {
 
+nft::TableId suppression_table(const IpPrefix& prefix) {
+  return prefix.family() == Family::kV4 ? rules::arp_table_id() : rules::ndp_table_id();
+}
+
+bool set_covers(const ObservedSet& set, const IpRange& range) {
+  // Elements do not overlap: sorted, they must chain from range.first to range.last.
+  std::vector<nft::Element> found = set.elements_overlapping(range);
+  IpAddress next = range.first;
+  for (const nft::Element& e : found) {
+    if (e.addresses.first > next) return false;
+    if (e.addresses.last >= range.last) return true;
+    if (e.addresses.last >= next) next = e.addresses.last.next();
+  }
+  return false;
+}
+
 namespace {
 
-bool has_address(const Observed& observed, const Ipv4Prefix& prefix, int link_index) {
-  return std::any_of(observed.addresses.begin(), observed.addresses.end(), [&](const Address& address) {
-    return address.link_index == link_index && address.prefix == prefix;
-  });
+bool overlaps_any(const std::vector<IpRange>& regions, const IpRange& range) {
+  return std::any_of(regions.begin(), regions.end(), [&](const IpRange& r) { return r.overlaps(range); });
 }
 
-std::vector<SetSysctl> sysctl_changes(const Desired& desired, const Observed& observed) {
-  std::vector<SetSysctl> changes;
-  if (!uses_sysctls(desired.method)) return changes;
-  for (const auto& [key, value] : desired.sysctls) {
-    auto it = observed.sysctls.find(key);
-    if (it != observed.sysctls.end() && it->second != value) changes.push_back({key, it->second, value});
+// Indices of the bound VIPs in scope, in order.
+std::vector<size_t> vips_in_scope(const DesiredVips& vips, const DiffScope& scope) {
+  std::vector<size_t> out;
+  if (scope.everything) {
+    out.resize(vips.bound.size());
+    for (size_t i = 0; i < out.size(); ++i) out[i] = i;
+    return out;
   }
-  return changes;
+  for (const IpRange& region : scope.regions) {
+    // The first VIP that may overlap: the one containing region.first, or the next after it.
+    auto it = std::upper_bound(vips.bound.begin(), vips.bound.end(), region.first,
+                               [](const IpAddress& a, const DesiredVip& v) { return a < v.prefix.first(); });
+    if (it != vips.bound.begin() && std::prev(it)->prefix.contains(region.first)) --it;
+    for (; it != vips.bound.end() && it->prefix.first() <= region.last; ++it) {
+      if (IpRange::of(it->prefix).overlaps(region)) out.push_back(static_cast<size_t>(it - vips.bound.begin()));
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
-std::vector<NftChange> nft_changes(const Desired& desired, const Observed& observed) {
-  std::vector<NftChange> changes;
-  const ObservedArpTable& table = observed.nft;
-  if (!desired.nft) {
-    if (table.exists) changes.emplace_back(NftDeleteTable{});
-    return changes;
+// What arpguard manages and may delete: its state record, and local routes carrying its protocol mark.
+std::vector<ManagedVip> managed_in_scope(const Observed& observed, const DiffScope& scope) {
+  std::vector<ManagedVip> out;
+  auto wanted = [&](const IpPrefix& prefix) { return scope.everything || overlaps_any(scope.regions, IpRange::of(prefix)); };
+  for (const ManagedVip& vip : observed.state.vips) {
+    if (wanted(vip.prefix)) out.push_back(vip);
   }
-  const rules::ArpTableSpec& spec = *desired.nft;
+  for (const auto& [key, info] : observed.local_routes) {
+    if (info.protocol != kRouteProtoArpguard || !wanted(key.destination)) continue;
+    const Link* link = observed.link_at(info.link_index);
+    out.push_back({key.destination, VipKind::kRoute, link ? link->name : "lo"});
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
 
-  // OWNER only with PERSIST: an owned table without it would vanish when its owner exits.
-  const bool owned = desired.ownership != TableOwnership::kPlain && table.persist_supported;
-  NftCreateTable create{!table.exists, owned, !table.set_ok, !table.input_chain, !table.output_chain};
-  std::vector<ObservedRule> kept_rules = table.rules;
-  std::vector<Ipv4Range> kept_vips = table.vips;
-  // A set or chain of the wrong shape cannot be fixed in place: replace the table
-  // in the same atomic batch, so protection never lapses.
-  // The daemon cannot take ownership of a table made without PERSIST (the kernel
-  // does not change that flag later): it replaces the table the same way.
-  const bool unadoptable = desired.ownership == TableOwnership::kHold && table.persist_supported && table.exists &&
-                           !table.owned_by_us && !table.persistent();
-  if (table.exists && (table.malformed || unadoptable)) {
-    changes.emplace_back(NftDeleteTable{});
-    create = {true, owned, true, true, true};
-    kept_rules.clear();
-    kept_vips.clear();
-  }
-  if (create.table || create.set || create.input_chain || create.output_chain) {
-    if (!create.table) create.owned = false;
-    changes.emplace_back(create);
-  }
-  if (desired.ownership == TableOwnership::kHold && table.exists && !table.malformed && !unadoptable &&
-      !table.owned_by_us && table.persist_supported) {
-    changes.emplace_back(NftAdoptTable{});
+class Differ {
+ public:
+  Differ(const Desired& desired, const Observed& observed, const DiffScope& scope)
+      : desired_(desired), observed_(observed), scope_(scope) {
+    for (const auto& [index, link] : observed.links) links_by_name_[link.name] = &link;
   }
 
-  // Rules: keep one observed copy of each desired rule, delete everything else.
-  std::vector<bool> matched(spec.rules.size(), false);
-  for (const ObservedRule& observed_rule : kept_rules) {
-    bool keep = false;
-    if (observed_rule.rule) {
-      for (size_t i = 0; i < spec.rules.size(); ++i) {
-        if (!matched[i] && spec.rules[i] == *observed_rule.rule && spec.rules[i].chain() == observed_rule.chain) {
-          matched[i] = keep = true;
-          break;
+  Plan run() {
+    diff_bound_vips();
+    diff_redirected();
+    diff_unwanted();
+    if (scope_.everything || scope_.host) diff_sysctls();
+    diff_tables();
+    Plan plan;
+    plan.actions.reserve(deletions_.size() + sysctls_.size() + nft_.size() + additions_.size());
+    for (auto* part : {&deletions_, &sysctls_, &nft_, &additions_}) {
+      for (Action& action : *part) plan.actions.push_back(std::move(action));
+    }
+    return plan;
+  }
+
+ private:
+  const Link* link(const std::string& name) const {
+    auto it = links_by_name_.find(name);
+    return it == links_by_name_.end() ? nullptr : it->second;
+  }
+  std::string link_name(int index) const {
+    const Link* l = observed_.link_at(index);
+    return l ? l->name : fmt::format("ifindex {}", index);
+  }
+  bool in_scope(const IpRange& range) const { return scope_.everything || overlaps_any(scope_.regions, range); }
+
+  // ---- VIPs ----
+
+  void diff_bound_vips() {
+    for (size_t i : vips_in_scope(desired_.vips, scope_)) {
+      const DesiredVip& vip = desired_.vips.bound[i];
+      const Link* device = link(vip.device);
+      if (vip.kind == VipKind::kAddress) {
+        diff_address_vip(vip, device);
+      } else if (device) {
+        diff_route_vip(vip, *device);
+      }
+    }
+  }
+
+  void diff_address_vip(const DesiredVip& vip, const Link* device) {
+    bool present = false;
+    bool replace = false;
+    for (const auto& [key, info] : observed_.addresses_of(vip.prefix.address)) {
+      if (device && key.link_index == device->index && key.length == vip.prefix.length) {
+        if (vip.prefix.family() == Family::kV4 && info.scope != vip.scope) {
+          deletions_.emplace_back(DelAddress{key, vip.device, DelReason::kWrongAttributes, {}});
+        } else {
+          present = true;
+          replace = vip.prefix.family() == Family::kV6 && info.deprecated() != vip.deprecated;
+        }
+      } else if (key.length == vip.prefix.length && (!device || key.link_index != device->index)) {
+        deletions_.emplace_back(DelAddress{key, link_name(key.link_index), DelReason::kMisplaced, vip.device});
+      }
+    }
+    if (device && (!present || replace)) {
+      additions_.emplace_back(AddAddress{AddressKey{vip.prefix.address, vip.prefix.length, device->index}, vip.device,
+                                         vip.scope, vip.deprecated, replace});
+    }
+  }
+
+  void diff_route_vip(const DesiredVip& vip, const Link& device) {
+    bool present = false;
+    for (auto it = observed_.local_routes.lower_bound(RouteKey{vip.prefix, 0});
+         it != observed_.local_routes.end() && it->first.destination == vip.prefix; ++it) {
+      const auto& [key, info] = *it;
+      if (info.protocol == kRouteProtoArpguard && info.link_index != device.index) {
+        deletions_.emplace_back(DelRoute{key, info.link_index, link_name(info.link_index), DelReason::kWrongAttributes});
+      } else {
+        present = true;  // ours, or a foreign one that makes the prefix local all the same
+      }
+    }
+    if (!present) additions_.emplace_back(AddRoute{RouteKey{vip.prefix, 0}, device.index, vip.device});
+  }
+
+  bool is_managed(const ManagedVip& vip) const {
+    return observed_.state.vips.count(vip) != 0 ||
+           (vip.kind == VipKind::kRoute && [&] {
+             auto it = observed_.local_routes.lower_bound(RouteKey{vip.prefix, 0});
+             return it != observed_.local_routes.end() && it->first.destination == vip.prefix &&
+                    it->second.protocol == kRouteProtoArpguard;
+           }());
+  }
+
+  // A redirected VIP is configured nowhere: where arpguard configured it, it goes.
+  void diff_redirected() {
+    for (const IpPrefix& prefix : desired_.vips.redirected) {
+      if (!in_scope(IpRange::of(prefix))) continue;
+      for (const auto& [key, info] : observed_.addresses_of(prefix.address)) {
+        const std::string device = link_name(key.link_index);
+        if (key.length == prefix.length && is_managed({prefix, VipKind::kAddress, device})) {
+          deletions_.emplace_back(DelAddress{key, device, DelReason::kRedirected, {}});
+        }
+      }
+      for (auto it = observed_.local_routes.lower_bound(RouteKey{prefix, 0});
+           it != observed_.local_routes.end() && it->first.destination == prefix; ++it) {
+        if (it->second.protocol == kRouteProtoArpguard) {
+          deletions_.emplace_back(
+              DelRoute{it->first, it->second.link_index, link_name(it->second.link_index), DelReason::kRedirected});
         }
       }
     }
-    if (!keep) {
-      changes.emplace_back(NftDelRule{observed_rule.handle, observed_rule.chain,
-                                      observed_rule.rule ? observed_rule.rule->nft_text() : "rule not written by arpguard"});
+  }
+
+  // VIPs arpguard manages that the policy no longer has.
+  void diff_unwanted() {
+    for (const ManagedVip& vip : managed_in_scope(observed_, scope_)) {
+      const DesiredVip* wanted = desired_.vips.bound_containing(vip.prefix.address);
+      if (wanted && wanted->prefix == vip.prefix && wanted->kind == vip.kind) continue;  // wanted (moved if misplaced)
+      if (desired_.vips.is_redirected(vip.prefix.address)) continue;                     // diff_redirected's
+      if (vip.kind == VipKind::kAddress) {
+        const Link* device = link(vip.device);
+        if (!device) continue;
+        auto it = observed_.addresses.find(AddressKey{vip.prefix.address, vip.prefix.length, device->index});
+        if (it != observed_.addresses.end()) {
+          deletions_.emplace_back(DelAddress{it->first, vip.device, DelReason::kNotInPolicy, {}});
+        }
+      } else {
+        for (auto it = observed_.local_routes.lower_bound(RouteKey{vip.prefix, 0});
+             it != observed_.local_routes.end() && it->first.destination == vip.prefix; ++it) {
+          if (it->second.protocol == kRouteProtoArpguard) {
+            deletions_.emplace_back(
+                DelRoute{it->first, it->second.link_index, link_name(it->second.link_index), DelReason::kNotInPolicy});
+          }
+        }
+      }
     }
   }
 
-  const std::set<Ipv4Range> want(spec.vips.begin(), spec.vips.end());
-  const std::set<Ipv4Range> have(kept_vips.begin(), kept_vips.end());
-  NftDelElements stale;
-  std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(stale.vips));
-  NftAddElements missing;
-  std::set_difference(want.begin(), want.end(), have.begin(), have.end(), std::back_inserter(missing.vips));
-  if (!stale.vips.empty()) changes.emplace_back(std::move(stale));
-  if (!missing.vips.empty()) changes.emplace_back(std::move(missing));
+  // ---- sysctls ----
 
-  for (size_t i = 0; i < spec.rules.size(); ++i) {
-    if (!matched[i]) changes.emplace_back(NftAddRule{spec.rules[i]});
+  void diff_sysctls() {
+    for (const auto& [key, value] : desired_.host.sysctls) {
+      auto it = observed_.sysctls.find(key);
+      if (it != observed_.sysctls.end() && it->second != value) sysctls_.emplace_back(SetSysctl{key, it->second, value});
+    }
   }
-  return changes;
-}
+
+  // ---- nft tables ----
+
+  void nft(NftChange change) { nft_.emplace_back(std::move(change)); }
+
+  uint32_t create_flags() const {
+    // OWNER only with PERSIST: an owned table without it would vanish when its owner exits.
+    const bool owned = desired_.host.ownership != TableOwnership::kPlain && observed_.persist_supported;
+    return owned ? nft::kTableFlagOwner | nft::kTableFlagPersist : 0;
+  }
+
+  // True when the observed table cannot be brought to the spec in place.
+  bool must_replace(const nft::TableSpec& spec, const ObservedTable& table) const {
+    for (const auto& [name, set] : table.sets) {
+      const nft::SetSpec* want = spec.set(name);
+      if (!want || !set.matches(*want)) return true;
+    }
+    for (const auto& [name, chain] : table.chains) {
+      const nft::ChainSpec* want = spec.chain(name);
+      if (!want || !chain.matches(*want)) return true;
+    }
+    // The daemon cannot take ownership of a table made without PERSIST (the
+    // kernel does not change that flag later): it replaces it.
+    return desired_.host.ownership == TableOwnership::kHold && observed_.persist_supported &&
+           !observed_.table_is_ours(table) && !table.persistent();
+  }
+
+  void create_whole(const nft::TableSpec& spec) {
+    nft(nft_change::CreateTable{spec.id, create_flags(), false});
+    for (const nft::SetSpec& set : spec.sets) nft(nft_change::CreateSet{spec.id, set});
+    for (const nft::ChainSpec& chain : spec.chains) nft(nft_change::CreateChain{spec.id, chain});
+    for (const nft::SetSpec& set : spec.sets) {
+      auto it = desired_.vips.elements.find(SetRef{spec.id, set.name});
+      if (it != desired_.vips.elements.end() && !it->second.empty()) {
+        nft(nft_change::AddElements{it->first, set, it->second});
+      }
+    }
+    for (const nft::RuleSpec& rule : spec.rules) nft(nft_change::AddRule{spec.id, rule});
+  }
+
+  void diff_tables() {
+    for (const nft::TableSpec& spec : desired_.host.tables) {
+      const ObservedTable* table = observed_.table(spec.id);
+      if (!table) {
+        create_whole(spec);
+        continue;
+      }
+      if (scope_.everything || scope_.host) {
+        if (must_replace(spec, *table)) {
+          // One atomic batch: protection never lapses.
+          nft(nft_change::DeleteTable{spec.id});
+          create_whole(spec);
+          continue;
+        }
+        diff_structure(spec, *table);
+      }
+      for (const nft::SetSpec& set : spec.sets) {
+        auto observed_set = table->sets.find(set.name);
+        diff_elements(spec.id, set, observed_set == table->sets.end() ? nullptr : &observed_set->second);
+      }
+    }
+    // Tables of arpguard's that the policy no longer needs.
+    for (const auto& [id, table] : observed_.tables) {
+      if (desired_.host.table(id) || !(scope_.everything || scope_.host)) continue;
+      if (guards_something_configured(id, table)) continue;  // I8: kept, and reported
+      nft(nft_change::DeleteTable{id});
+    }
+  }
+
+  void diff_structure(const nft::TableSpec& spec, const ObservedTable& table) {
+    if (desired_.host.ownership == TableOwnership::kHold && observed_.persist_supported &&
+        !observed_.table_is_ours(table)) {
+      nft(nft_change::CreateTable{spec.id, nft::kTableFlagOwner | nft::kTableFlagPersist, true});
+    }
+    for (const nft::SetSpec& set : spec.sets) {
+      if (!table.sets.count(set.name)) nft(nft_change::CreateSet{spec.id, set});
+    }
+    for (const nft::ChainSpec& chain : spec.chains) {
+      if (!table.chains.count(chain.name)) nft(nft_change::CreateChain{spec.id, chain});
+    }
+    // Rules: keep one observed copy of each desired rule, delete everything else.
+    std::vector<bool> matched(spec.rules.size(), false);
+    for (const auto& [handle, rule] : table.rules) {
+      bool keep = false;
+      for (size_t i = 0; i < spec.rules.size() && !keep; ++i) {
+        if (!matched[i] && spec.rules[i].same_as(rule.chain, rule.exprs)) matched[i] = keep = true;
+      }
+      if (!keep) nft(nft_change::DelRule{spec.id, rule.chain, handle, describe_foreign(spec, rule)});
+    }
+    for (size_t i = 0; i < spec.rules.size(); ++i) {
+      if (!matched[i]) nft(nft_change::AddRule{spec.id, spec.rules[i]});
+    }
+  }
+
+  static std::string describe_foreign(const nft::TableSpec&, const ObservedRule&) {
+    return "a rule arpguard did not write, or an old one";
+  }
+
+  static std::vector<nft::Element> overlapping(const std::vector<nft::Element>& sorted, const std::vector<IpRange>& area) {
+    std::vector<nft::Element> out;
+    for (const IpRange& region : area) {
+      // Sorted by address range; ranges of different elements do not overlap except in
+      // concatenated sets, where one range repeats (tcp, udp): both monotonic in `last`.
+      auto it = std::lower_bound(sorted.begin(), sorted.end(), region.first,
+                                 [](const nft::Element& e, const IpAddress& a) { return e.addresses.last < a; });
+      for (; it != sorted.end() && it->addresses.first <= region.last; ++it) out.push_back(*it);
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  }
+
+  static std::vector<nft::Element> overlapping(const ObservedSet& set, const std::vector<IpRange>& area) {
+    std::vector<nft::Element> out;
+    for (const IpRange& region : area) {
+      for (nft::Element& e : set.elements_overlapping(region)) out.push_back(std::move(e));
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  }
+
+  void diff_elements(const nft::TableId& id, const nft::SetSpec& spec, const ObservedSet* set) {
+    const SetRef ref{id, spec.name};
+    static const std::vector<nft::Element> kNone;
+    auto wanted_it = desired_.vips.elements.find(ref);
+    const std::vector<nft::Element>& all_wanted = wanted_it == desired_.vips.elements.end() ? kNone : wanted_it->second;
+    std::vector<nft::Element> want;
+    std::vector<nft::Element> have;
+    if (scope_.everything) {
+      want = all_wanted;
+      if (set) have = set->all_elements();
+    } else {
+      // Grow the area until it holds whole elements on both sides: replacing an
+      // element must also take out whatever it would overlap, in the same batch.
+      std::vector<IpRange> area = merge_ranges(scope_.regions);
+      for (int round = 0; round < 8; ++round) {
+        want = overlapping(all_wanted, area);
+        if (set) have = overlapping(*set, area);
+        std::vector<IpRange> grown = area;
+        for (const auto* list : {&want, &have}) {
+          for (const nft::Element& e : *list) grown.push_back(e.addresses);
+        }
+        grown = merge_ranges(std::move(grown));
+        if (grown == area) break;
+        area = std::move(grown);
+      }
+    }
+    if (!spec.concatenated()) want = with_kept_orphans(std::move(want), have);
+
+    nft_change::DelElements stale{ref, shape_of(spec), {}};
+    std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(stale.elements));
+    nft_change::AddElements missing{ref, shape_of(spec), {}};
+    std::set_difference(want.begin(), want.end(), have.begin(), have.end(), std::back_inserter(missing.elements));
+    if (!stale.elements.empty()) nft(std::move(stale));
+    if (!missing.elements.empty()) nft(std::move(missing));
+  }
+
+  static nft::SetSpec shape_of(const nft::SetSpec& spec) { return nft::SetSpec{spec.name, spec.key, spec.data, {}}; }
+
+  // I8: an observed range the policy does not want, whose addresses are still
+  // configured here, keeps its suppression (merged with what is wanted).
+  std::vector<nft::Element> with_kept_orphans(std::vector<nft::Element> want, const std::vector<nft::Element>& have) const {
+    std::vector<IpRange> ranges;
+    for (const nft::Element& e : want) ranges.push_back(e.addresses);
+    bool kept = false;
+    for (const nft::Element& e : have) {
+      if (std::binary_search(want.begin(), want.end(), e)) continue;
+      for (const IpRange& part : uncovered_parts(e.addresses, want)) {
+        if (observed_.anything_local_in(part)) {
+          ranges.push_back(part);
+          kept = true;
+        }
+      }
+    }
+    if (!kept) return want;
+    std::vector<nft::Element> out;
+    for (const IpRange& r : merge_ranges(std::move(ranges))) out.push_back(rules::vip_element(r));
+    return out;
+  }
+
+  // The parts of `range` that no element of `elements` (sorted) covers.
+  static std::vector<IpRange> uncovered_parts(const IpRange& range, const std::vector<nft::Element>& elements) {
+    std::vector<IpRange> out;
+    IpAddress next = range.first;
+    bool done = false;
+    for (const nft::Element& e : elements) {
+      if (done || e.addresses.last < next) continue;
+      if (e.addresses.first > range.last) break;
+      if (e.addresses.first > next) out.push_back({next, e.addresses.first.prev()});
+      if (e.addresses.last >= range.last) {
+        done = true;
+      } else {
+        next = e.addresses.last.next();
+      }
+    }
+    if (!done) out.push_back({next, range.last});
+    return out;
+  }
+
+  bool guards_something_configured(const nft::TableId& id, const ObservedTable& table) const {
+    if (id != rules::arp_table_id() && id != rules::ndp_table_id()) return false;
+    auto set = table.sets.find(std::string(rules::kVipSet));
+    if (set == table.sets.end()) return false;
+    for (const nft::Element& e : set->second.all_elements()) {
+      if (observed_.anything_local_in(e.addresses)) return true;
+    }
+    return false;
+  }
+
+  const Desired& desired_;
+  const Observed& observed_;
+  const DiffScope& scope_;
+  std::map<std::string, const Link*> links_by_name_;
+  std::vector<Action> deletions_, sysctls_, nft_, additions_;
+};
 
 }  // namespace
 
-Plan Diff(const Desired& desired, const Observed& observed) {
-  Plan plan;
-  plan.problems = desired.problems;
-  const std::set<VipOnDevice> wanted(desired.vips.begin(), desired.vips.end());
-
-  // 1. Removals first: a VIP that goes away can never leak.
-  for (const Address& address : observed.addresses) {
-    const Link* link = observed.link_at(address.link_index);
-    if (!link) continue;
-    for (const VipOnDevice& vip : desired.vips) {
-      if (address.prefix == vip.prefix && link->name != vip.device) {
-        plan.actions.emplace_back(DelVip{{address.prefix, link->name}, link->index,
-                                         fmt::format("misplaced: belongs on {}", vip.device)});
-      }
-    }
-  }
-  for (const VipOnDevice& managed : observed.state.vips) {
-    if (wanted.count(managed)) continue;
-    const Link* link = observed.link_named(managed.device);
-    if (link && has_address(observed, managed.prefix, link->index)) {
-      plan.actions.emplace_back(DelVip{managed, link->index, "no longer in policy"});
-    }
-  }
-
-  // 2. Suppression: sysctls, then the nft table in one batch.
-  for (SetSysctl& change : sysctl_changes(desired, observed)) plan.actions.emplace_back(std::move(change));
-  for (NftChange& change : nft_changes(desired, observed)) plan.actions.emplace_back(std::move(change));
-
-  // 3. VIPs last, once their suppression is verified.
-  for (const VipOnDevice& vip : desired.vips) {
-    const Link* link = observed.link_named(vip.device);
-    if (link && !has_address(observed, vip.prefix, link->index)) {
-      plan.actions.emplace_back(AddVip{vip, link->index, desired.vip_scope});
-    }
-  }
-  return plan;
-}
-
-std::vector<std::string> verify_sysctls(const Desired& desired, const SysctlValues& values) {
-  std::vector<std::string> reasons;
-  if (!uses_sysctls(desired.method) || desired.vips.empty()) return reasons;  // nothing to hide
-  for (const auto& [key, value] : desired.sysctls) {
-    auto it = values.find(key);
-    if (it == values.end()) {
-      reasons.push_back(fmt::format("sysctl {} cannot be read", key.str()));
-    } else if (it->second != value) {
-      reasons.push_back(fmt::format("sysctl {} is {}, want {}", key.str(), it->second, value));
-    }
-  }
-  for (const std::string& name : desired.arp_facing) {
-    const int ignore = effective_sysctl(values, name, kArpIgnore);
-    if (!arp_ignore_protects(ignore)) {
-      reasons.push_back(fmt::format("arp_ignore on {} is effectively {}, which answers ARP for VIPs", name, ignore));
-    }
-    const int announce = effective_sysctl(values, name, kArpAnnounce);
-    if (announce < desired.arp_announce) {
-      reasons.push_back(
-          fmt::format("arp_announce on {} is effectively {}, want {}", name, announce, desired.arp_announce));
-    }
-  }
-  return reasons;
-}
-
-std::vector<std::string> verify_suppression(const Desired& desired, const Observed& observed) {
-  std::vector<std::string> reasons = verify_sysctls(desired, observed.sysctls);
-  if (uses_nftables(desired.method) && !desired.vips.empty()) {
-    if (!observed.nft.exists) {
-      reasons.push_back(fmt::format("nft table arp {} is missing", rules::kTable));
-    } else {
-      for (const NftChange& change : nft_changes(desired, observed)) {
-        if (!std::holds_alternative<NftAdoptTable>(change)) reasons.push_back("nft table needs: " + describe(change));
-      }
-    }
-  }
-  return reasons;
+Plan Diff(const Desired& desired, const Observed& observed, const DiffScope& scope) {
+  return Differ(desired, observed, scope).run();
 }
 
 Plan plan_removal(const Desired& desired, const Observed& observed) {
   Plan plan;
-  std::set<VipOnDevice> ours(desired.vips.begin(), desired.vips.end());
-  ours.insert(observed.state.vips.begin(), observed.state.vips.end());
-  for (const VipOnDevice& vip : ours) {
-    const Link* link = observed.link_named(vip.device);
-    if (link && has_address(observed, vip.prefix, link->index)) {
-      plan.actions.emplace_back(DelVip{vip, link->index, "removing arpguard"});
+  // 1. VIPs arpguard manages or the policy names, wherever they are.
+  std::set<ManagedVip> ours = observed.state.vips;
+  for (const DesiredVip& vip : desired.vips.bound) ours.insert(vip.managed());
+  for (const ManagedVip& vip : managed_in_scope(observed, DiffScope::all())) ours.insert(vip);
+  for (const ManagedVip& vip : ours) {
+    if (vip.kind == VipKind::kAddress) {
+      const Link* device = observed.link_named(vip.device);
+      if (!device) continue;
+      auto it = observed.addresses.find(AddressKey{vip.prefix.address, vip.prefix.length, device->index});
+      if (it != observed.addresses.end()) plan.actions.emplace_back(DelAddress{it->first, vip.device, DelReason::kRemoving, {}});
+    } else {
+      for (auto it = observed.local_routes.lower_bound(RouteKey{vip.prefix, 0});
+           it != observed.local_routes.end() && it->first.destination == vip.prefix; ++it) {
+        if (it->second.protocol == kRouteProtoArpguard) {
+          const Link* link = observed.link_at(it->second.link_index);
+          plan.actions.emplace_back(DelRoute{it->first, it->second.link_index, link ? link->name : "?", DelReason::kRemoving});
+        }
+      }
     }
   }
-  if (observed.nft.exists) plan.actions.emplace_back(NftChange{NftDeleteTable{}});
+  if (!plan.empty()) return plan;  // suppression goes in the next step, once the VIPs are gone
+
+  // 2. Suppression, unless it still guards something configured (I8).
+  bool kept = false;
+  for (const auto& [id, table] : observed.tables) {
+    const bool guards = [&] {
+      auto set = table.sets.find(std::string(rules::kVipSet));
+      if (set == table.sets.end()) return false;
+      for (const nft::Element& e : set->second.all_elements()) {
+        if (observed.anything_local_in(e.addresses)) return true;
+      }
+      return false;
+    }();
+    kept |= guards;
+    if (!guards) plan.actions.emplace_back(NftChange{nft_change::DeleteTable{id}});
+  }
+  if (kept) return plan;
   for (const auto& [key, origin] : observed.state.sysctl_origin) {
     auto it = observed.sysctls.find(key);
-    if (it != observed.sysctls.end() && it->second != origin) {
-      plan.actions.emplace_back(SetSysctl{key, it->second, origin});
-    }
+    if (it != observed.sysctls.end() && it->second != origin) plan.actions.emplace_back(SetSysctl{key, it->second, origin});
   }
   return plan;
+}
+
+// ---- verification ----
+
+std::vector<Reason> sysctl_gaps(const Desired& desired, const SysctlValues& values) {
+  std::vector<Reason> reasons;
+  if (!desired.host.uses_sysctls) return reasons;
+  for (const auto& [key, value] : desired.host.sysctls) {
+    auto it = values.find(key);
+    if (it == values.end()) {
+      reasons.push_back(not_ready(ReasonKind::kSysctlWrong, fmt::format("sysctl {} cannot be read", key.str())));
+    } else if (it->second != value) {
+      reasons.push_back(
+          not_ready(ReasonKind::kSysctlWrong, fmt::format("sysctl {} is {}, want {}", key.str(), it->second, value)));
+    }
+  }
+  for (const std::string& name : desired.host.arp_facing) {
+    const int ignore = effective_sysctl(values, name, kArpIgnore);
+    if (!arp_ignore_protects(ignore)) {
+      reasons.push_back(not_ready(ReasonKind::kArpIgnoreExposes,
+                                  fmt::format("arp_ignore on {} is effectively {}, which answers ARP for VIPs", name, ignore)));
+    }
+    const int announce = effective_sysctl(values, name, kArpAnnounce);
+    if (announce < desired.host.arp_announce) {
+      reasons.push_back(not_ready(ReasonKind::kArpAnnounceLow, fmt::format("arp_announce on {} is effectively {}, want {}",
+                                                                          name, announce, desired.host.arp_announce)));
+    }
+  }
+  return reasons;
+}
+
+std::vector<Reason> table_gaps(const Desired& desired, const Observed& observed, const nft::TableId& id) {
+  std::vector<Reason> reasons;
+  const nft::TableSpec* spec = desired.host.table(id);
+  if (!spec) return reasons;
+  const ObservedTable* table = observed.table(id);
+  if (!table) {
+    reasons.push_back(not_ready(ReasonKind::kTableMissing, fmt::format("nft table {} is missing", id.str())));
+    return reasons;
+  }
+  auto mismatch = [&](std::string what) {
+    reasons.push_back(not_ready(ReasonKind::kTableMismatch, fmt::format("nft table {}: {}", id.str(), what)));
+  };
+  for (const nft::SetSpec& set : spec->sets) {
+    auto it = table->sets.find(set.name);
+    if (it == table->sets.end()) {
+      mismatch(fmt::format("set {} is missing", set.name));
+    } else if (!it->second.matches(set)) {
+      mismatch(fmt::format("set {} has another type", set.name));
+    }
+  }
+  for (const nft::ChainSpec& chain : spec->chains) {
+    auto it = table->chains.find(chain.name);
+    if (it == table->chains.end()) {
+      mismatch(fmt::format("chain {} is missing", chain.name));
+    } else if (!it->second.matches(chain)) {
+      mismatch(fmt::format("chain {} has another hook, type or priority", chain.name));
+    }
+  }
+  for (const nft::RuleSpec& rule : spec->rules) {
+    const bool found = std::any_of(table->rules.begin(), table->rules.end(),
+                                   [&](const auto& entry) { return rule.same_as(entry.second.chain, entry.second.exprs); });
+    if (!found) mismatch(fmt::format("rule missing in {}: {}", rule.chain, rule.text));
+  }
+  return reasons;
+}
+
+std::vector<Reason> vip_suppression_gaps(const Desired&, const Observed& observed, const DesiredVip& vip) {
+  std::vector<Reason> reasons;
+  if (!uses_nftables(vip.method)) return reasons;
+  const ObservedTable* table = observed.table(suppression_table(vip.prefix));
+  const ObservedSet* set = nullptr;
+  if (table) {
+    auto it = table->sets.find(std::string(rules::kVipSet));
+    if (it != table->sets.end()) set = &it->second;
+  }
+  if (!set || !set_covers(*set, IpRange::of(vip.prefix))) {
+    reasons.push_back(not_ready(ReasonKind::kVipNotSuppressed,
+                                fmt::format("vip {} not in nft set {} @vips", vip.prefix.str(),
+                                            suppression_table(vip.prefix).str())));
+  }
+  return reasons;
 }
 
 }  // namespace arpguard

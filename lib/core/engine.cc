@@ -3,202 +3,216 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <set>
+#include <optional>
 
-#include "core/desired.h"
 #include "core/diff.h"
+#include "core/overloaded.h"
+#include "rules/tables.h"
 
 namespace arpguard {
 
-namespace {
-
-template <class T>
-std::vector<T> take_run(const Plan& plan, size_t& i) {
-  std::vector<T> run;
-  for (; i < plan.actions.size(); ++i) {
-    if (auto* item = std::get_if<T>(&plan.actions[i])) {
-      run.push_back(*item);
-    } else {
-      break;
-    }
-  }
-  return run;
+std::vector<nft::TableId> arpguard_tables() {
+  return {rules::arp_table_id(), rules::ndp_table_id(), rules::nat_table_id(Family::kV4),
+          rules::nat_table_id(Family::kV6)};
 }
 
-}  // namespace
-
-Status Engine::observe_addresses(Observed& observed) {
-  auto links = kernel_.addresses.links();
-  if (!links) return links.status();
-  observed.links = std::move(*links);
-  auto addresses = kernel_.addresses.addresses();
-  if (!addresses) return addresses.status();
-  observed.addresses = std::move(*addresses);
-  return Status();
+size_t ApplyOutcome::failures() const {
+  return static_cast<size_t>(std::count_if(results.begin(), results.end(), [](const Status& s) { return !s.ok(); }));
 }
 
 Result<Observed> Engine::observe() {
   Observed observed;
-  if (Status s = observe_addresses(observed); !s) return s.error();
+  auto links = kernel_.netlink.links();
+  if (!links) return links.error();
+  observed.links = std::move(*links);
+  auto addresses = kernel_.netlink.addresses();
+  if (!addresses) return addresses.error();
+  observed.set_addresses(std::move(*addresses));
+  auto routes = kernel_.netlink.local_routes();
+  if (!routes) return routes.error();
+  observed.local_routes = std::move(*routes);
 
-  std::vector<std::string> scopes{"all"};
-  for (const Link& link : observed.links) scopes.push_back(link.name);
+  std::vector<std::string> scopes{"all", "default"};
+  for (const auto& [index, link] : observed.links) scopes.push_back(link.name);
   auto sysctls = kernel_.sysctls.read(scopes);
   if (!sysctls) return sysctls.error();
   observed.sysctls = std::move(*sysctls);
 
-  auto nft = kernel_.nft.observe();
-  if (!nft) return nft.error();
-  observed.nft = std::move(*nft);
+  auto persist = kernel_.nft.persist_supported();
+  if (!persist) return persist.error();
+  observed.persist_supported = *persist;
+  observed.nft_portid = kernel_.nft.portid();
+  auto tables = kernel_.nft.observe(arpguard_tables());
+  if (!tables) return tables.error();
+  observed.tables = std::move(*tables);
 
+  // A record that cannot be read is a lost one: ownership unknown, which keeps (I8), never a reason to stop.
   auto state = kernel_.state.load();
-  if (!state) return state.error();
-  observed.state = std::move(*state);
+  if (state) {
+    observed.state = std::move(*state);
+  } else {
+    observed.state_error = state.error().message();
+  }
   return observed;
 }
 
-Result<std::vector<Diagnostic>> Engine::check(const Policy& policy) {
-  Observed observed;
-  if (Status s = observe_addresses(observed); !s) return s.error();
-  return check_against_kernel(policy, observed);
+namespace {
+
+enum class Phase { kDelete, kSysctl, kNft, kAdd };
+
+Phase phase_of(const Action& action) {
+  return std::visit(Overloaded{
+                        [](const DelAddress&) { return Phase::kDelete; },
+                        [](const DelRoute&) { return Phase::kDelete; },
+                        [](const SetSysctl&) { return Phase::kSysctl; },
+                        [](const NftChange&) { return Phase::kNft; },
+                        [](const AddAddress&) { return Phase::kAdd; },
+                        [](const AddRoute&) { return Phase::kAdd; },
+                    },
+                    action);
 }
 
-Status Engine::record_sysctl_origins(const Plan& plan, ManagedState& state) {
-  bool changed = false;
-  for (const Action& action : plan.actions) {
-    if (auto* set = std::get_if<SetSysctl>(&action)) {
-      changed |= state.sysctl_origin.emplace(set->key, set->from).second;
+RtnlChange as_rtnl(const Action& action) {
+  return std::visit(Overloaded{
+                        [](const DelAddress& a) -> RtnlChange { return a; },
+                        [](const DelRoute& a) -> RtnlChange { return a; },
+                        [](const AddAddress& a) -> RtnlChange { return a; },
+                        [](const AddRoute& a) -> RtnlChange { return a; },
+                        [](const SetSysctl&) -> RtnlChange { return DelAddress{}; },  // never: not an rtnetlink phase
+                        [](const NftChange&) -> RtnlChange { return DelAddress{}; },
+                    },
+                    action);
+}
+
+// The VIP an rtnetlink action concerns, as arpguard records ownership.
+ManagedVip managed_of(const RtnlChange& change) {
+  return std::visit(Overloaded{
+                        [](const DelAddress& a) { return ManagedVip{a.key.prefix(), VipKind::kAddress, a.device}; },
+                        [](const DelRoute& a) { return ManagedVip{a.key.destination, VipKind::kRoute, a.device}; },
+                        [](const AddAddress& a) { return ManagedVip{a.key.prefix(), VipKind::kAddress, a.device}; },
+                        [](const AddRoute& a) { return ManagedVip{a.key.destination, VipKind::kRoute, a.device}; },
+                    },
+                    change);
+}
+
+}  // namespace
+
+ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
+  ApplyOutcome out;
+  out.results.assign(plan.actions.size(), Status());
+  out.skipped.assign(plan.actions.size(), false);
+  std::vector<size_t> phases[4];
+  for (size_t i = 0; i < plan.actions.size(); ++i) phases[static_cast<int>(phase_of(plan.actions[i]))].push_back(i);
+
+  auto run_rtnl = [&](const std::vector<size_t>& indices, bool adding) {
+    std::vector<RtnlChange> changes;
+    changes.reserve(indices.size());
+    for (size_t i : indices) changes.push_back(as_rtnl(plan.actions[i]));
+    std::vector<Status> statuses = kernel_.netlink.apply(changes);
+    for (size_t k = 0; k < indices.size(); ++k) {
+      Status status = k < statuses.size() ? statuses[k] : Status::failure("rtnetlink: no answer");
+      if (status.ok()) (adding ? out.state.added : out.state.removed).push_back(managed_of(changes[k]));
+      out.results[indices[k]] = std::move(status);
+    }
+  };
+
+  // 1. VIPs that go: removal first can never expose anything.
+  if (!phases[0].empty()) run_rtnl(phases[0], false);
+
+  // 2. Sysctls, their values before arpguard recorded before the first write.
+  if (!phases[1].empty()) {
+    StateChange origins;
+    for (size_t i : phases[1]) {
+      const auto& set = std::get<SetSysctl>(plan.actions[i]);
+      origins.origins.emplace(set.key, set.from);
+    }
+    if (Status s = kernel_.state.record(origins); !s) out.state_error = s.error();
+    out.state.origins = origins.origins;
+    for (size_t i : phases[1]) {
+      const auto& set = std::get<SetSysctl>(plan.actions[i]);
+      out.results[i] = kernel_.sysctls.write(set.key, set.to);
     }
   }
-  // Saved before any sysctl is written: a crash must not lose the origin values.
-  return changed ? kernel_.state.save(state) : Status();
+
+  // 3. The nft changes: one transaction, all or nothing.
+  if (!phases[2].empty()) {
+    std::vector<NftChange> changes;
+    changes.reserve(phases[2].size());
+    for (size_t i : phases[2]) changes.push_back(std::get<NftChange>(plan.actions[i]));
+    const Status status = kernel_.nft.apply(changes);
+    for (size_t i : phases[2]) out.results[i] = status;
+  }
+
+  // 4. VIPs last, and only once their suppression is verified (I1).
+  if (!phases[3].empty()) {
+    std::vector<IpPrefix> vips;
+    for (size_t i : phases[3]) vips.push_back(managed_of(as_rtnl(plan.actions[i])).prefix);
+    const std::map<IpPrefix, std::vector<Reason>> gaps = verifier.gaps_before_adding(vips);
+    std::vector<size_t> protected_adds;
+    for (size_t k = 0; k < phases[3].size(); ++k) {
+      auto it = gaps.find(vips[k]);
+      if (it == gaps.end() || it->second.empty()) {
+        protected_adds.push_back(phases[3][k]);
+        continue;
+      }
+      out.results[phases[3][k]] =
+          Status::failure(fmt::format("suppression not verified, VIP not added: {}", it->second.front().text));
+      out.skipped[phases[3][k]] = true;
+      for (const Reason& r : it->second) {
+        if (std::find(out.blocked.begin(), out.blocked.end(), r) == out.blocked.end()) out.blocked.push_back(r);
+      }
+    }
+    if (!protected_adds.empty()) run_rtnl(protected_adds, true);
+  }
+
+  if (!out.state.added.empty() || !out.state.removed.empty()) {
+    StateChange ownership{out.state.added, out.state.removed, {}, false};
+    if (Status s = kernel_.state.record(ownership); !s) out.state_error = s.error();
+  }
+  return out;
 }
 
-Status Engine::verify_before_vips(const Desired& desired) {
-  std::vector<std::string> scopes{"all"};
-  scopes.insert(scopes.end(), desired.arp_facing.begin(), desired.arp_facing.end());
+std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const Desired& desired, const Observed& observed,
+                                                           const std::vector<IpPrefix>& vips) {
+  std::map<IpPrefix, std::vector<Reason>> out;
+  std::optional<std::vector<Reason>> sysctls;               // server-wide, computed once
+  std::map<nft::TableId, std::vector<Reason>> tables;       // per table, computed once
+  for (const IpPrefix& prefix : vips) {
+    const DesiredVip* vip = desired.vips.bound_containing(prefix.address);
+    if (!vip || vip->prefix != prefix) continue;  // not a VIP of the policy: nothing to hide it with
+    std::vector<Reason> reasons;
+    if (prefix.family() == Family::kV4 && uses_sysctls(vip->method)) {
+      if (!sysctls) sysctls = sysctl_gaps(desired, observed.sysctls);
+      reasons.insert(reasons.end(), sysctls->begin(), sysctls->end());
+    }
+    if (uses_nftables(vip->method)) {
+      const nft::TableId table = suppression_table(prefix);
+      auto it = tables.find(table);
+      if (it == tables.end()) it = tables.emplace(table, table_gaps(desired, observed, table)).first;
+      reasons.insert(reasons.end(), it->second.begin(), it->second.end());
+      for (Reason& r : vip_suppression_gaps(desired, observed, *vip)) reasons.push_back(std::move(r));
+    }
+    if (!reasons.empty()) out.emplace(prefix, std::move(reasons));
+  }
+  return out;
+}
+
+std::map<IpPrefix, std::vector<Reason>> ReadBackVerifier::gaps_before_adding(const std::vector<IpPrefix>& vips) {
   Observed readback;
+  auto everyone = [&](Reason reason) {
+    std::map<IpPrefix, std::vector<Reason>> out;
+    for (const IpPrefix& vip : vips) out[vip].push_back(reason);
+    return out;
+  };
+  std::vector<std::string> scopes{"all"};
+  scopes.insert(scopes.end(), desired_.host.arp_facing.begin(), desired_.host.arp_facing.end());
   auto sysctls = kernel_.sysctls.read(scopes);
-  if (!sysctls) return sysctls.status();
+  if (!sysctls) return everyone(not_ready(ReasonKind::kObserveFailed, sysctls.error().message()));
   readback.sysctls = std::move(*sysctls);
-  auto nft = kernel_.nft.observe();
-  if (!nft) return nft.status();
-  readback.nft = std::move(*nft);
-  const std::vector<std::string> reasons = verify_suppression(desired, readback);
-  if (reasons.empty()) return Status();
-  return Status::failure(fmt::format("suppression not verified, no VIP added: {}", fmt::join(reasons, "; ")));
-}
-
-Status Engine::apply_plan(const Plan& plan, const Desired& desired) {
-  auto loaded = kernel_.state.load();
-  if (!loaded) return loaded.status();
-  ManagedState state = *loaded;
-  const ManagedState before = state;
-  if (Status s = record_sysctl_origins(plan, state); !s) return s;
-
-  bool verified = false;
-  for (size_t i = 0; i < plan.actions.size();) {
-    const Action& action = plan.actions[i];
-    Status status;
-    if (std::holds_alternative<DelVip>(action)) {
-      auto run = take_run<DelVip>(plan, i);
-      status = kernel_.addresses.remove(run);
-      for (const DelVip& del : run) std::erase(state.vips, del.vip);
-    } else if (auto* set = std::get_if<SetSysctl>(&action)) {
-      status = kernel_.sysctls.write(set->key, set->to);
-      ++i;
-    } else if (std::holds_alternative<NftChange>(action)) {
-      status = kernel_.nft.apply(take_run<NftChange>(plan, i));
-    } else {
-      if (!verified) {
-        if (Status s = verify_before_vips(desired); !s) return s;
-        verified = true;
-      }
-      auto run = take_run<AddVip>(plan, i);
-      status = kernel_.addresses.add(run);
-      if (status) {
-        for (const AddVip& add : run) state.vips.push_back(add.vip);
-      }
-    }
-    if (!status) return status;
-  }
-  return state == before ? Status() : kernel_.state.save(state);
-}
-
-Status Engine::adopt_policy_vips(const Desired& desired, const Observed& observed) {
-  // Every VIP of the policy is arpguard's to manage, whoever put it there first:
-  // dropped from the policy later, it is removed.
-  ManagedState state = observed.state;
-  std::set<VipOnDevice> managed(state.vips.begin(), state.vips.end());
-  for (const VipOnDevice& vip : desired.vips) {
-    const Link* link = observed.link_named(vip.device);
-    const bool present = link && std::any_of(observed.addresses.begin(), observed.addresses.end(), [&](const Address& a) {
-      return a.link_index == link->index && a.prefix == vip.prefix;
-    });
-    if (present) managed.insert(vip);
-  }
-  if (managed.size() == state.vips.size()) return Status();
-  state.vips.assign(managed.begin(), managed.end());
-  return kernel_.state.save(state);
-}
-
-Result<Planned> Engine::plan(const Policy& policy) {
-  auto observed = observe();
-  if (!observed) return observed.error();
-  Planned planned;
-  planned.observed = std::move(*observed);
-  planned.desired = make_desired(policy, planned.observed, daemon_);
-  planned.plan = Diff(planned.desired, planned.observed);
-  return planned;
-}
-
-Result<ConvergeReport> Engine::converge(const Policy& policy, bool dry_run) {
-  auto planned = plan(policy);
-  if (!planned) return planned.error();
-  if (dry_run) {
-    ConvergeReport report;
-    report.plan = std::move(planned->plan);
-    report.problems = report.plan.problems;
-    report.desired = std::move(planned->desired);
-    return report;
-  }
-  return execute(policy, std::move(*planned));
-}
-
-Result<ConvergeReport> Engine::execute(const Policy& policy, Planned planned) {
-  ConvergeReport report;
-  report.plan = std::move(planned.plan);
-  report.desired = std::move(planned.desired);
-  if (Status status = apply_plan(report.plan, report.desired); !status) {
-    report.problems = report.plan.problems;
-    report.problems.push_back(status.message());
-    return report;
-  }
-  // Read everything back: converged means a fresh diff plans nothing.
-  auto after = observe();
-  if (!after) return after.error();
-  Desired again = make_desired(policy, *after, daemon_);
-  report.problems = again.problems;
-  if (Status status = adopt_policy_vips(again, *after); !status) report.problems.push_back(status.message());
-  for (const std::string& line : Diff(again, *after).lines()) report.problems.push_back("still needed: " + line);
-  for (const std::string& reason : verify_suppression(again, *after)) report.problems.push_back(reason);
-  report.desired = std::move(again);
-  return report;
-}
-
-Result<ConvergeReport> Engine::remove(const Policy& policy, bool dry_run) {
-  auto observed = observe();
-  if (!observed) return observed.error();
-  const Desired desired = make_desired(policy, *observed, daemon_);
-  ConvergeReport report;
-  report.plan = plan_removal(desired, *observed);
-  if (dry_run) return report;
-  if (Status status = apply_plan(report.plan, desired); !status) {
-    report.problems.push_back(status.message());
-    return report;
-  }
-  if (Status status = kernel_.state.save(ManagedState{}); !status) report.problems.push_back(status.message());
-  return report;
+  auto tables = kernel_.nft.observe(arpguard_tables());
+  if (!tables) return everyone(not_ready(ReasonKind::kObserveFailed, tables.error().message()));
+  readback.tables = std::move(*tables);
+  return arpguard::gaps_before_adding(desired_, readback, vips);
 }
 
 }  // namespace arpguard

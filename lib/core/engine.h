@@ -1,69 +1,71 @@
-// The converge step both programs share: observe the kernel, diff against the
-// policy, apply the plan in I1 order, and read back to prove the result.
-// Makes no syscalls itself: all kernel access goes through KernelApis.
-// Not thread-safe: one Engine per thread.
+// Carrying out a plan in I1 order, and reading the whole kernel state.
+//
+// Engine makes no syscalls itself: all kernel access goes through
+// KernelApis. apply() runs VIP deletions, then sysctls (their values before
+// arpguard recorded first), then the nft changes as one transaction, then
+// asks a Verifier whether suppression is in place, and only then adds VIPs.
+// Every action gets its own typed outcome. Not thread-safe.
 #pragma once
 
-#include <functional>
-#include <string>
+#include <map>
+#include <optional>
 #include <vector>
 
+#include "core/desired.h"
 #include "core/kernel_api.h"
 #include "core/plan.h"
-#include "core/policy.h"
+#include "core/reason.h"
 
 namespace arpguard {
 
-struct ConvergeReport {
-  Plan plan;                          ///< what was (or, in a dry run, would be) done
-  std::vector<std::string> problems;  ///< why the policy is not fully met afterwards
-  Desired desired;                    ///< what the kernel should hold, as last computed
-  bool converged() const { return problems.empty(); }
+/// Asked after suppression was written and before any VIP is added.
+class Verifier {
+ public:
+  virtual ~Verifier() = default;
+  /// For each VIP about to be added that is not yet protected, why; the others are.
+  virtual std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) = 0;
 };
 
-/// A plan with what it was made from.
-struct Planned {
-  Observed observed;
-  Desired desired;
-  Plan plan;
+struct ApplyOutcome {
+  std::vector<Status> results;        ///< one per plan action
+  std::vector<bool> skipped;          ///< per plan action: a VIP addition held back by I1 (not a failure)
+  std::vector<Reason> blocked;        ///< why some VIP additions were skipped (I1); empty when none was
+  std::optional<Error> state_error;   ///< recording ownership failed
+  StateChange state;                  ///< what the record now says in addition
+
+  size_t failures() const;
+  bool all_ok() const { return failures() == 0 && blocked.empty() && !state_error; }
 };
 
 class Engine {
  public:
-  /// `daemon`: the caller runs for long and holds the nft table (TableOwnership::kHold).
-  Engine(KernelApis kernel, bool daemon) : kernel_(kernel), daemon_(daemon) {}
+  explicit Engine(KernelApis kernel) : kernel_(kernel) {}
 
-  /// Reads everything Diff needs from the kernel and the state record.
+  /// Reads everything: links, addresses, routes, sysctls, arpguard's tables, the state record.
   Result<Observed> observe();
 
-  /// Checks of the policy against the kernel (e.g. a VIP that is an interface's
-  /// own address). Empty when the policy can be applied.
-  Result<std::vector<Diagnostic>> check(const Policy& policy);
-
-  /// Converges the kernel to the policy once; with dry_run only plans.
-  Result<ConvergeReport> converge(const Policy& policy, bool dry_run);
-
-  /// The first half of converge(): observe and diff.
-  Result<Planned> plan(const Policy& policy);
-  /// The second half: apply `planned.plan` and read everything back.
-  Result<ConvergeReport> execute(const Policy& policy, Planned planned);
-
-  /// Undoes arpguard: VIPs first, then suppression, sysctls back to their origin.
-  Result<ConvergeReport> remove(const Policy& policy, bool dry_run);
-
-  /// Applies `plan` in order; before the first VIP is added, suppression must be
-  /// read back and verified (I1). `desired` is what the plan was made for.
-  Status apply_plan(const Plan& plan, const Desired& desired);
+  /// Carries out `plan` in order; see the file comment.
+  ApplyOutcome apply(const Plan& plan, Verifier& verifier);
 
  private:
-  /// Links and addresses only: enough for the policy's kernel checks.
-  Status observe_addresses(Observed& observed);
-  Status record_sysctl_origins(const Plan& plan, ManagedState& state);
-  Status verify_before_vips(const Desired& desired);
-  Status adopt_policy_vips(const Desired& desired, const Observed& observed);
-
   KernelApis kernel_;
-  bool daemon_;
 };
+
+/// The Verifier of one-shot runs: reads sysctls and tables back from the
+/// kernel and checks them against `desired`.
+class ReadBackVerifier final : public Verifier {
+ public:
+  ReadBackVerifier(KernelApis kernel, const Desired& desired) : kernel_(kernel), desired_(desired) {}
+  std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) override;
+
+ private:
+  KernelApis kernel_;
+  const Desired& desired_;
+};
+
+/// For each of `vips` (being added) not protected by every layer of its method
+/// in `observed` (sysctls, table structure, its elements), why. Pure.
+std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const Desired& desired, const Observed& observed,
+                                                           const std::vector<IpPrefix>& vips);
 
 }  // namespace arpguard

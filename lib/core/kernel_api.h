@@ -1,8 +1,11 @@
 // One narrow interface per kernel surface. lib/kernel/ implements them over
-// libnl-route-3, /proc/sys and libmnl+libnftnl; tests/unit/ has recording fakes.
-// Implementations are used from one thread at a time.
+// libnl-route-3, /proc/sys and libmnl+libnftnl; tests/unit/ has a fake that
+// can fail any call with any errno. Implementations are used from one thread.
 #pragma once
 
+#include <map>
+#include <optional>
+#include <variant>
 #include <vector>
 
 #include "core/model.h"
@@ -11,49 +14,84 @@
 
 namespace arpguard {
 
-/// Links and IPv4 addresses (rtnetlink).
-class AddressApi {
+using RtnlChange = std::variant<DelAddress, DelRoute, AddAddress, AddRoute>;
+
+/// Links, addresses of both families, and local routes (rtnetlink).
+class NetlinkApi {
  public:
-  virtual ~AddressApi() = default;
-  virtual Result<std::vector<Link>> links() = 0;
-  virtual Result<std::vector<Address>> addresses() = 0;
-  /// Adds every VIP; one that exists already counts as added.
-  virtual Status add(const std::vector<AddVip>& vips) = 0;
-  /// Deletes every VIP; one that is gone already counts as deleted.
-  virtual Status remove(const std::vector<DelVip>& vips) = 0;
+  virtual ~NetlinkApi() = default;
+  virtual Result<std::map<int, Link>> links() = 0;
+  virtual Result<std::map<AddressKey, AddressInfo>> addresses() = 0;
+  /// Type local routes of table local, both families.
+  virtual Result<std::map<RouteKey, RouteInfo>> local_routes() = 0;
+  /// Carries out every change, pipelined; one status per change, in order.
+  /// Idempotent by identity: an address added already, or gone already, is done.
+  virtual std::vector<Status> apply(const std::vector<RtnlChange>& changes) = 0;
 };
 
-/// net.ipv4.conf.* values.
+/// net.ipv4.conf.* ARP values, and conntrack's fill for the redirect method.
 class SysctlApi {
  public:
   virtual ~SysctlApi() = default;
-  /// REQUIRES: names are the ARP sysctls; scopes are "all" plus links' names.
+  /// REQUIRES: scopes are "all", "default" or links' names. A scope whose
+  /// directory is gone (a link that just went away) is skipped.
   virtual Result<SysctlValues> read(const std::vector<std::string>& scopes) = 0;
   virtual Status write(const SysctlKey& key, int value) = 0;
 };
 
-/// The table `arp arpguard`.
+struct ConntrackFill {
+  uint64_t entries = 0;
+  uint64_t max = 0;
+};
+
+class ConntrackApi {
+ public:
+  virtual ~ConntrackApi() = default;
+  /// nullopt when conntrack is not loaded.
+  virtual Result<std::optional<ConntrackFill>> read() = 0;
+};
+
+/// arpguard's nft tables.
 class NftApi {
  public:
   virtual ~NftApi() = default;
-  virtual Result<ObservedArpTable> observe() = 0;
-  /// Applies all changes in one atomic transaction.
+  /// Whether the kernel knows NFT_TABLE_F_PERSIST (asked once).
+  virtual Result<bool> persist_supported() = 0;
+  /// The netlink port that owns tables this adapter creates or adopts.
+  virtual uint32_t portid() const = 0;
+  /// Those of `tables` that exist, with sets, elements, chains and rules.
+  virtual Result<std::map<nft::TableId, ObservedTable>> observe(const std::vector<nft::TableId>& tables) = 0;
+  /// Applies every change in one atomic transaction.
   virtual Status apply(const std::vector<NftChange>& changes) = 0;
 };
 
-/// arpguard's own record of what it changed.
+/// What changed in arpguard's record of ownership.
+struct StateChange {
+  std::vector<ManagedVip> added;
+  std::vector<ManagedVip> removed;
+  SysctlValues origins;  ///< first-write origins to record (existing ones are kept)
+  bool clear = false;    ///< forget everything (after on_stop = "remove")
+
+  bool empty() const { return added.empty() && removed.empty() && origins.empty() && !clear; }
+};
+
+/// arpguard's own record of what it changed. The implementation keeps the
+/// whole record and rewrites it only when a change alters it.
 class StateApi {
  public:
   virtual ~StateApi() = default;
   virtual Result<ManagedState> load() = 0;
-  virtual Status save(const ManagedState& state) = 0;
+  virtual Status record(const StateChange& change) = 0;
 };
 
 struct KernelApis {
-  AddressApi& addresses;
+  NetlinkApi& netlink;
   SysctlApi& sysctls;
   NftApi& nft;
   StateApi& state;
 };
+
+/// The tables arpguard may own: observed at start and at every audit.
+std::vector<nft::TableId> arpguard_tables();
 
 }  // namespace arpguard

@@ -1,17 +1,21 @@
 // The values the pure core reasons about: what the kernel holds (Observed),
-// what the policy wants there (Desired), and arpguard's own records.
-// Plain data; no syscalls.
+// and arpguard's own record of what it changed (ManagedState).
+//
+// Observed is a cache indexed by the kernel's own identities, kept current
+// by decoded events (core/observed_delta.h) and rebuilt by full dumps. Plain
+// data; no syscalls; thread-compatible.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
-#include "core/ipv4.h"
+#include "core/ip.h"
 #include "core/policy.h"
-#include "rules/arp_table.h"
+#include "rules/nft_spec.h"
 
 namespace arpguard {
 
@@ -21,17 +25,62 @@ struct Link {
   bool loopback = false;
   bool noarp = false;
   bool up = false;
+
+  bool operator==(const Link&) const = default;
 };
 
 /// RT_SCOPE_* values as the kernel numbers them.
 inline constexpr uint8_t kScopeGlobal = 0;
+inline constexpr uint8_t kScopeLink = 253;
 inline constexpr uint8_t kScopeHost = 254;
 
-struct Address {
+/// IFA_F_* flags arpguard reads.
+inline constexpr uint32_t kAddrFlagSecondary = 0x01;
+inline constexpr uint32_t kAddrFlagNoDad = 0x02;
+inline constexpr uint32_t kAddrFlagDeprecated = 0x20;
+inline constexpr uint32_t kAddrFlagPermanent = 0x80;
+
+/// An address as the kernel identifies it: family, address, prefix length, device.
+struct AddressKey {
+  IpAddress address;
+  uint8_t length = 0;
   int link_index = 0;
-  Ipv4Prefix prefix;
-  bool secondary = false;
+
+  auto operator<=>(const AddressKey&) const = default;
+  IpPrefix prefix() const { return {address, length}; }
+};
+
+struct AddressInfo {
   uint8_t scope = kScopeGlobal;
+  uint32_t flags = 0;  ///< IFA_F_*
+
+  bool operator==(const AddressInfo&) const = default;
+  bool secondary() const { return (flags & kAddrFlagSecondary) != 0; }
+  bool deprecated() const { return (flags & kAddrFlagDeprecated) != 0; }
+};
+
+/// RT_TABLE_LOCAL, RTN_LOCAL and arpguard's route protocol number.
+inline constexpr uint32_t kTableLocal = 255;
+inline constexpr uint8_t kRouteTypeLocal = 2;
+inline constexpr uint8_t kRouteProtoKernel = 2;
+/// The rtm_protocol of routes arpguard makes: its mark of ownership on them
+/// (unassigned in iproute2's rt_protos; `ip route` shows it as "proto 247").
+inline constexpr uint8_t kRouteProtoArpguard = 247;
+
+/// A local route in table local, as the kernel identifies it.
+struct RouteKey {
+  IpPrefix destination;
+  uint32_t priority = 0;  ///< metric (IPv6 local routes: 0)
+
+  auto operator<=>(const RouteKey&) const = default;
+};
+
+struct RouteInfo {
+  int link_index = 0;
+  uint8_t protocol = 0;
+  uint8_t scope = kScopeHost;
+
+  bool operator==(const RouteInfo&) const = default;
 };
 
 /// net.ipv4.conf.<scope>.<name>; scope is "all", "default" or an interface.
@@ -42,7 +91,6 @@ struct SysctlKey {
   auto operator<=>(const SysctlKey&) const = default;
   /// "net.ipv4.conf.all.arp_ignore"
   std::string str() const { return "net.ipv4.conf." + scope + "." + name; }
-  std::string proc_path() const { return "/proc/sys/net/ipv4/conf/" + scope + "/" + name; }
 };
 
 inline constexpr const char* kArpIgnore = "arp_ignore";
@@ -51,77 +99,107 @@ inline constexpr const char* kArpFilter = "arp_filter";
 
 using SysctlValues = std::map<SysctlKey, int>;
 
-/// A VIP as the kernel identifies it, on a named device.
-struct VipOnDevice {
-  Ipv4Prefix prefix;
+/// A VIP arpguard configured, as it records it.
+struct ManagedVip {
+  IpPrefix prefix;
+  VipKind kind = VipKind::kAddress;
   std::string device;
 
-  auto operator<=>(const VipOnDevice&) const = default;
-  /// "10.0.0.5/32 dev lo"
-  std::string str() const { return prefix.str() + " dev " + device; }
+  auto operator<=>(const ManagedVip&) const = default;
+  /// "10.0.0.5/32 dev lo", "10.100.0.0/24 (route) dev lo"
+  std::string str() const;
 };
 
-/// What arpguard has changed and must remember across runs (/run/arpguard/state.json).
+/// What arpguard has changed and must remember across runs (state_dir/state.json).
 struct ManagedState {
-  std::vector<VipOnDevice> vips;       ///< VIPs arpguard added and still manages
-  SysctlValues sysctl_origin;          ///< each key's value before arpguard first wrote it
+  std::set<ManagedVip> vips;     ///< VIPs arpguard added and still manages
+  SysctlValues sysctl_origin;    ///< each key's value before arpguard first wrote it
 
   bool operator==(const ManagedState&) const = default;
 };
 
+// ---- nftables, as the kernel holds it ----
+
 struct ObservedRule {
   uint64_t handle = 0;
   std::string chain;
-  std::optional<rules::ArpRule> rule;  ///< nullopt: a rule arpguard did not write
+  std::vector<nft::Expr> exprs;  ///< normalized
   uint64_t packets = 0;
   uint64_t bytes = 0;
 };
 
-struct ObservedArpTable {
-  bool exists = false;
-  uint32_t flags = 0;
-  bool owned_by_us = false;
-  bool persist_supported = false;
-  bool set_ok = false;                 ///< set vips with type ipv4_addr and flags interval
-  bool input_chain = false;            ///< base chain hooked at input
-  bool output_chain = false;           ///< base chain hooked at output
-  bool malformed = false;              ///< a set or chain of another shape, or one arpguard does not make
-  std::vector<Ipv4Range> vips;
-  std::vector<ObservedRule> rules;
+struct ObservedChain {
+  std::string type;
+  uint32_t hook = 0;
+  int32_t priority = 0;
+  uint32_t policy = 1;  ///< NF_ACCEPT
+  bool base = false;    ///< hooked; a regular chain is never arpguard's
 
-  bool persistent() const { return (flags & rules::kTableFlagPersist) != 0; }
+  bool matches(const nft::ChainSpec& spec) const {
+    return base && type == spec.type && hook == spec.hook && priority == spec.priority && policy == 1;
+  }
+};
+
+/// A set's definition, and its elements. Interval sets without concatenation
+/// hold their ranges as points (a start, and an end one past the last
+/// address, flagged), exactly as the kernel keeps and notifies them;
+/// concatenated ones hold whole elements.
+struct ObservedSet {
+  uint32_t flags = 0;
+  uint32_t key_type = 0;
+  uint32_t key_len = 0;
+  uint32_t data_type = 0;
+  uint32_t data_len = 0;
+  std::set<std::pair<IpAddress, bool>> points;  ///< (key, is_start): an end sorts before a start at one key
+  std::set<nft::Element> elements;              ///< concatenated sets and maps
+
+  bool matches(const nft::SetSpec& spec) const;
+  /// Every element, as ranges: O(n).
+  std::vector<nft::Element> all_elements() const;
+  /// The elements that overlap `range` (addresses only): O(log n + k).
+  std::vector<nft::Element> elements_overlapping(const IpRange& range) const;
+  size_t size() const;
+};
+
+struct ObservedTable {
+  uint32_t flags = 0;
+  std::optional<uint32_t> owner;  ///< netlink port id of the owner, for owned tables
+  std::map<std::string, ObservedSet> sets;
+  std::map<std::string, ObservedChain> chains;
+  std::map<uint64_t, ObservedRule> rules;  ///< by handle
+
+  bool persistent() const { return (flags & nft::kTableFlagPersist) != 0; }
+  bool owned() const { return (flags & nft::kTableFlagOwner) != 0; }
 };
 
 struct Observed {
-  std::vector<Link> links;
-  std::vector<Address> addresses;
-  SysctlValues sysctls;                ///< arp_* of conf/all and of every link
-  ObservedArpTable nft;
+  std::map<int, Link> links;
+  std::map<AddressKey, AddressInfo> addresses;  ///< every address, ordered by address
+  /// The addresses of each link but loopback ones (an index of `addresses`: few per link).
+  std::map<int, std::set<AddressKey>> addresses_by_link;
+  std::map<RouteKey, RouteInfo> local_routes;   ///< type local routes in table local
+  SysctlValues sysctls;                         ///< arp_* of all, default and every link
+  std::map<nft::TableId, ObservedTable> tables; ///< arpguard's tables that exist
+  bool persist_supported = false;               ///< the kernel knows NFT_TABLE_F_PERSIST
+  uint32_t nft_portid = 0;                      ///< our nfnetlink port: a table it owns is ours
   ManagedState state;
+  std::optional<std::string> state_error;       ///< the record could not be read: ownership unknown
+
+  void put_address(const AddressKey& key, const AddressInfo& info);
+  void remove_address(const AddressKey& key);
+  /// Replaces every address (a full dump), rebuilding the index.
+  void set_addresses(std::map<AddressKey, AddressInfo> all);
 
   const Link* link_named(const std::string& name) const;
   const Link* link_at(int index) const;
-};
-
-/// How arpguard holds its nft table.
-enum class TableOwnership {
-  kHold,         ///< the daemon: owner of the table (NFT_TABLE_F_OWNER), adopting or replacing an unowned one
-  kLeaveOrphan,  ///< a one-shot apply: creates the table owned and persistent, so a later daemon can adopt it
-  kPlain,        ///< agent.own_nft_table = false: a table any root process may change
-};
-
-struct Desired {
-  Method method = Method::kBoth;
-  std::vector<std::string> arp_facing;            ///< interface names, sorted
-  std::vector<VipOnDevice> vips;
-  std::vector<std::pair<SysctlKey, int>> sysctls; ///< keys arpguard writes, with their values
-  std::optional<rules::ArpTableSpec> nft;         ///< nullopt: the table must be absent
-  TableOwnership ownership = TableOwnership::kLeaveOrphan;
-  int arp_ignore = 1;
-  int arp_announce = 2;
-  bool arp_filter = false;
-  uint8_t vip_scope = kScopeGlobal;
-  std::vector<std::string> problems;              ///< what keeps the policy from being met
+  /// Addresses with exactly this address (any length, any device).
+  std::vector<std::pair<AddressKey, AddressInfo>> addresses_of(const IpAddress& address) const;
+  /// True when an address or local route inside `range` is configured anywhere.
+  bool anything_local_in(const IpRange& range) const;
+  const ObservedTable* table(const nft::TableId& id) const;
+  bool table_is_ours(const ObservedTable& table) const {
+    return table.owned() && table.owner && *table.owner == nft_portid;
+  }
 };
 
 }  // namespace arpguard

@@ -3,69 +3,170 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <set>
 
 #include "core/diff.h"
+#include "rules/tables.h"
 
 namespace arpguard {
 
-std::vector<std::string> Readiness::all_reasons() const {
-  std::vector<std::string> out = reasons;
-  for (const VipReadiness& v : vips) {
-    for (const std::string& reason : v.reasons) {
-      if (std::find(out.begin(), out.end(), reason) == out.end()) out.push_back(reason);
-    }
-  }
-  return out;
+bool all_warnings(const std::vector<Reason>& reasons) {
+  return std::all_of(reasons.begin(), reasons.end(), [](const Reason& r) { return r.severity == Severity::kWarning; });
 }
 
-const VipReadiness* Readiness::vip(Ipv4 address) const {
-  for (const VipReadiness& v : vips) {
-    if (v.vip.prefix.address == address) return &v;
+std::vector<Reason> server_reasons(const Desired& desired, const Observed& observed, const ReadinessInputs& in) {
+  std::vector<Reason> reasons;
+  if (in.draining) reasons.push_back(not_ready(ReasonKind::kDraining, "draining (arpguard drain)"));
+  if (in.observe_error) {
+    reasons.push_back(not_ready(ReasonKind::kObserveFailed, "cannot read kernel state: " + *in.observe_error));
+  } else if (!in.fresh) {
+    reasons.push_back(not_ready(ReasonKind::kStale, "kernel state not read recently enough to vouch for"));
   }
-  return nullptr;
+  if (desired.vips.bound.empty() && desired.vips.redirected.empty()) {
+    reasons.push_back(not_ready(ReasonKind::kNoVips, "no VIPs in the policy"));
+  }
+  for (Reason& r : sysctl_gaps(desired, observed.sysctls)) reasons.push_back(std::move(r));
+  for (const nft::TableSpec& table : desired.host.tables) {
+    for (Reason& r : table_gaps(desired, observed, table.id)) reasons.push_back(std::move(r));
+  }
+  if (in.failing) {
+    for (const auto& [resource, why] : *in.failing) {
+      if (resource.kind == Resource::Kind::kVip) continue;  // the VIP's own reasons say so
+      reasons.push_back(not_ready(ReasonKind::kRepairFailing, fmt::format("cannot repair {}: {}", resource.str(), why)));
+    }
+  }
+  if (in.contested) {
+    for (const auto& [resource, repairs] : *in.contested) {
+      if (resource.kind == Resource::Kind::kVip) continue;
+      reasons.push_back(not_ready(ReasonKind::kContested,
+                                  fmt::format("{} is contested ({} repairs in the window)", resource.str(), repairs)));
+    }
+  }
+  return reasons;
 }
 
-Readiness assess_readiness(const Desired& desired, const Observed& observed, const ReadinessInputs& inputs) {
-  Readiness r;
-  r.draining = inputs.draining;
-  if (inputs.draining) r.reasons.push_back("draining (arpguard drain)");
-  for (const std::string& reason : verify_suppression(desired, observed)) r.reasons.push_back(reason);
-  for (const auto& [resource, repairs] : inputs.contested) {
-    if (resource.rfind("vip ", 0) != 0) {
-      r.reasons.push_back(fmt::format("{} is contested ({} repairs in the window)", resource, repairs));
-    }
-  }
-  if (desired.vips.empty()) r.reasons.push_back("no VIPs in the policy");
+namespace {
 
-  const std::set<Ipv4Range> in_set(observed.nft.vips.begin(), observed.nft.vips.end());
-  for (const VipOnDevice& vip : desired.vips) {
-    VipReadiness v;
-    v.vip = vip;
-    const Link* link = observed.link_named(vip.device);
-    v.present = link && std::any_of(observed.addresses.begin(), observed.addresses.end(), [&](const Address& a) {
-                  return a.link_index == link->index && a.prefix == vip.prefix;
-                });
-    if (!link) {
-      v.reasons.push_back(fmt::format("vip {}: device {} does not exist", vip.prefix.str(), vip.device));
-    } else if (!v.present) {
-      v.reasons.push_back(fmt::format("vip {} missing on {}", vip.prefix.str(), vip.device));
+void resource_reasons(const ReadinessInputs& in, const IpPrefix& prefix, std::vector<Reason>& reasons) {
+  const Resource resource{Resource::Kind::kVip, prefix.str()};
+  if (in.failing) {
+    if (auto it = in.failing->find(resource); it != in.failing->end()) {
+      reasons.push_back(not_ready(ReasonKind::kRepairFailing, fmt::format("cannot repair {}: {}", resource.str(), it->second)));
     }
-    if (uses_nftables(desired.method) && !in_set.count(Ipv4Range::of(vip.prefix))) {
-      v.reasons.push_back(fmt::format("vip {} not in nft set @{}", vip.prefix.str(), rules::kSet));
-    }
-    if (auto it = inputs.contested.find("vip " + vip.prefix.str()); it != inputs.contested.end()) {
-      v.reasons.push_back(fmt::format("vip {} is contested ({} repairs in the window)", vip.prefix.str(), it->second));
-    }
-    if (auto it = inputs.service_checks.find(vip.prefix); it != inputs.service_checks.end() && !it->second.ok) {
-      v.reasons.push_back(fmt::format("service check on {} failed: {}", vip.prefix.address.str(), it->second.detail));
-    }
-    v.ready = v.reasons.empty() && r.reasons.empty();
-    r.vips.push_back(std::move(v));
   }
-  r.ready = r.reasons.empty() &&
-            std::all_of(r.vips.begin(), r.vips.end(), [](const VipReadiness& v) { return v.ready; });
-  return r;
+  if (in.contested) {
+    if (auto it = in.contested->find(resource); it != in.contested->end()) {
+      reasons.push_back(not_ready(ReasonKind::kContested,
+                                  fmt::format("{} is contested ({} repairs in the window)", resource.str(), it->second)));
+    }
+  }
+  if (in.checks) {
+    if (auto it = in.checks->find(prefix); it != in.checks->end() && !it->second.ok) {
+      reasons.push_back(not_ready(ReasonKind::kCheckFailed,
+                                  fmt::format("service check on {} failed: {}", prefix.address.str(), it->second.detail)));
+    }
+  }
+}
+
+std::string device_name(const Observed& observed, int index) {
+  const Link* link = observed.link_at(index);
+  return link ? link->name : fmt::format("ifindex {}", index);
+}
+
+}  // namespace
+
+std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed, const ReadinessInputs& in,
+                                const DesiredVip& vip) {
+  std::vector<Reason> reasons;
+  const std::string name = vip.prefix.str();
+  const Link* device = observed.link_named(vip.device);
+  if (!device) {
+    reasons.push_back(not_ready(ReasonKind::kVipDeviceMissing, fmt::format("vip {}: device {} does not exist", name, vip.device)));
+  }
+  if (vip.kind == VipKind::kAddress) {
+    bool present = false;
+    for (const auto& [key, info] : observed.addresses_of(vip.prefix.address)) {
+      if (device && key.link_index == device->index && key.length == vip.prefix.length) {
+        present = true;
+        const bool scope_ok = vip.prefix.family() == Family::kV6 || info.scope == vip.scope;
+        const bool lifetime_ok = vip.prefix.family() == Family::kV4 || info.deprecated() == vip.deprecated;
+        if (!scope_ok) {
+          reasons.push_back(not_ready(ReasonKind::kVipWrongAttributes,
+                                      fmt::format("vip {} on {} has scope {}, want {}", name, vip.device,
+                                                  info.scope == kScopeHost ? "host" : "global",
+                                                  vip.scope == kScopeHost ? "host" : "global")));
+        }
+        if (!lifetime_ok) {
+          reasons.push_back(not_ready(ReasonKind::kVipWrongAttributes,
+                                      fmt::format("vip {} on {} is preferred as a source address, want preferred_lft 0",
+                                                  name, vip.device)));
+        }
+      } else if (key.length == vip.prefix.length) {
+        reasons.push_back(not_ready(ReasonKind::kVipMisplaced, fmt::format("vip {} is also on {}, which may answer for it",
+                                                                          name, device_name(observed, key.link_index))));
+      }
+    }
+    if (device && !present) {
+      reasons.push_back(not_ready(ReasonKind::kVipMissing, fmt::format("vip {} missing on {}", name, vip.device)));
+    }
+  } else {
+    bool ours = false;
+    bool foreign = false;
+    for (auto it = observed.local_routes.lower_bound(RouteKey{vip.prefix, 0});
+         it != observed.local_routes.end() && it->first.destination == vip.prefix; ++it) {
+      (it->second.protocol == kRouteProtoArpguard ? ours : foreign) = true;
+    }
+    if (!ours && !foreign) {
+      reasons.push_back(not_ready(ReasonKind::kVipMissing, fmt::format("vip {}: local route missing", name)));
+    } else if (!ours) {
+      reasons.push_back(warning(ReasonKind::kVipForeignRoute,
+                                fmt::format("vip {} is local through a route arpguard did not make", name)));
+    }
+  }
+  for (Reason& r : vip_suppression_gaps(desired, observed, vip)) reasons.push_back(std::move(r));
+  resource_reasons(in, vip.prefix, reasons);
+  return reasons;
+}
+
+std::vector<Reason> redirect_reasons(const Desired& desired, const Observed& observed, const ReadinessInputs& in,
+                                     const IpPrefix& prefix) {
+  std::vector<Reason> reasons;
+  const std::string name = prefix.str();
+  for (const auto& [key, info] : observed.addresses_of(prefix.address)) {
+    if (key.length == prefix.length) {
+      reasons.push_back(not_ready(ReasonKind::kRedirectConfigured,
+                                  fmt::format("redirected vip {} is configured on {}", name,
+                                              device_name(observed, key.link_index))));
+    }
+  }
+  auto route = observed.local_routes.lower_bound(RouteKey{prefix, 0});
+  if (route != observed.local_routes.end() && route->first.destination == prefix) {
+    reasons.push_back(not_ready(ReasonKind::kRedirectConfigured,
+                                fmt::format("redirected vip {} has a local route", name)));
+  }
+  // Every element the policy wants for it must be in the NAT table.
+  const nft::TableId table_id = rules::nat_table_id(prefix.family());
+  const ObservedTable* table = observed.table(table_id);
+  const IpRange range = IpRange::of(prefix);
+  for (std::string_view set_name : {rules::kKeepSet, rules::kToMap}) {
+    auto wanted = desired.vips.elements.find(SetRef{table_id, std::string(set_name)});
+    if (wanted == desired.vips.elements.end()) continue;
+    std::vector<nft::Element> have;
+    if (table) {
+      auto set = table->sets.find(std::string(set_name));
+      if (set != table->sets.end()) have = set->second.elements_overlapping(range);
+    }
+    const std::vector<nft::Element>& all = wanted->second;
+    for (auto it = std::lower_bound(all.begin(), all.end(), nft::Element{range, 0, 0, 0, 0});
+         it != all.end() && it->addresses == range; ++it) {
+      const nft::Element& e = *it;
+      if (std::find(have.begin(), have.end(), e) == have.end()) {
+        reasons.push_back(not_ready(ReasonKind::kVipNotSuppressed,
+                                    fmt::format("redirect of {} missing in {} @{}", e.str(), table_id.str(), set_name)));
+      }
+    }
+  }
+  resource_reasons(in, prefix, reasons);
+  return reasons;
 }
 
 }  // namespace arpguard

@@ -1,10 +1,13 @@
-// Is this real server safe to serve each VIP? Pure: computed from what the
-// kernel holds, the operator's drain, contested resources and service checks.
+// Is this real server safe to serve each VIP? Pure: computed from the cache
+// of kernel state, the operator's drain, failing and contested resources and
+// service checks. Readiness fails closed (I6): "ready" needs kernel state no
+// older than a bound, and "not ready" always carries typed, named reasons.
 //
-// A VIP is ready when it is present on its device, its suppression is verified
-// on every ARP-facing interface for the policy's method, its service check (if
-// any) passes, and the server is neither draining nor fighting over it.
-// "Not ready" always carries named reasons: "vip 10.0.0.5/32 missing on lo".
+// A bound VIP is ready when it is configured on its device with the
+// attributes its protection needs, nowhere else, every layer of its method
+// holds it (sysctls, its nft set), its service check passes and nothing
+// about it fails or is fought over. A redirected VIP is ready when its NAT
+// rules hold it and it is configured nowhere. Per-VIP answers cost O(log n).
 #pragma once
 
 #include <map>
@@ -12,39 +15,41 @@
 #include <string>
 #include <vector>
 
+#include "core/desired.h"
 #include "core/model.h"
+#include "core/plan.h"
+#include "core/reason.h"
 
 namespace arpguard {
 
 struct CheckResult {
   bool ok = false;
-  std::string detail;  ///< why it failed: "Connection refused"
+  std::string detail;  ///< why it failed: "tcp:80 Connection refused"
 };
 
+/// Everything readiness needs besides the kernel cache.
 struct ReadinessInputs {
   bool draining = false;
-  std::map<std::string, int> contested;             ///< resource -> repairs in the window
-  std::map<Ipv4Prefix, CheckResult> service_checks; ///< per VIP with a check, its last result
+  bool fresh = false;                            ///< kernel state younger than the bound
+  std::optional<std::string> observe_error;      ///< why the kernel cannot be read
+  const std::map<Resource, int>* contested = nullptr;          ///< resource -> repairs in the window
+  const std::map<Resource, std::string>* failing = nullptr;    ///< resource -> why its repair fails
+  const std::map<IpPrefix, CheckResult>* checks = nullptr;     ///< per VIP with a check, its last result
 };
 
-struct VipReadiness {
-  VipOnDevice vip;
-  bool present = false;
-  bool ready = false;
-  std::vector<std::string> reasons;
-};
+/// Server-wide reasons: freshness, drain, sysctls, tables, failing and contested
+/// resources that are not one VIP, no VIPs. Warnings included. O(interfaces + rules).
+std::vector<Reason> server_reasons(const Desired& desired, const Observed& observed, const ReadinessInputs& inputs);
 
-struct Readiness {
-  bool ready = false;                 ///< every VIP ready (and at least one VIP)
-  bool draining = false;
-  std::vector<std::string> reasons;   ///< server-wide: suppression, draining, contested sysctls or table
-  std::vector<VipReadiness> vips;
+/// The reasons of the bound VIP `vip` alone. O(log n).
+std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed, const ReadinessInputs& inputs,
+                                const DesiredVip& vip);
 
-  /// Every reason, server-wide first: what `/ready` and `down #...` say.
-  std::vector<std::string> all_reasons() const;
-  const VipReadiness* vip(Ipv4 address) const;
-};
+/// The reasons of the redirected VIP `prefix` alone. O(log n).
+std::vector<Reason> redirect_reasons(const Desired& desired, const Observed& observed, const ReadinessInputs& inputs,
+                                     const IpPrefix& prefix);
 
-Readiness assess_readiness(const Desired& desired, const Observed& observed, const ReadinessInputs& inputs);
+/// True when `reasons` hold nothing that makes a VIP (or the server) not ready.
+bool all_warnings(const std::vector<Reason>& reasons);
 
 }  // namespace arpguard

@@ -12,16 +12,16 @@ constexpr double kMaxBackoff = 5.0;
 
 }  // namespace
 
-bool RepairTracker::record(const std::string& resource, double now) {
+bool RepairTracker::record(const Resource& resource, double now) {
   std::deque<double>& times = repairs_[resource];
   const bool was = is_contested(times);
   times.push_back(now);
   return !was && is_contested(times);
 }
 
-double RepairTracker::next_allowed(const std::vector<std::string>& resources, double now) const {
+double RepairTracker::next_allowed(const std::vector<Resource>& resources, double now) const {
   double allowed = now;
-  for (const std::string& resource : resources) {
+  for (const Resource& resource : resources) {
     auto it = repairs_.find(resource);
     if (it == repairs_.end() || !is_contested(it->second)) continue;
     const int excess = static_cast<int>(it->second.size()) - threshold_;
@@ -31,8 +31,8 @@ double RepairTracker::next_allowed(const std::vector<std::string>& resources, do
   return allowed;
 }
 
-std::vector<std::string> RepairTracker::expire(double now) {
-  std::vector<std::string> calmed;
+std::vector<Resource> RepairTracker::expire(double now) {
+  std::vector<Resource> calmed;
   for (auto it = repairs_.begin(); it != repairs_.end();) {
     std::deque<double>& times = it->second;
     const bool was = is_contested(times);
@@ -48,8 +48,8 @@ std::vector<std::string> RepairTracker::expire(double now) {
   return calmed;
 }
 
-std::map<std::string, int> RepairTracker::contested() const {
-  std::map<std::string, int> out;
+std::map<Resource, int> RepairTracker::contested() const {
+  std::map<Resource, int> out;
   for (const auto& [resource, times] : repairs_) {
     if (is_contested(times)) out[resource] = static_cast<int>(times.size());
   }

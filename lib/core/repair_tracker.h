@@ -9,8 +9,9 @@
 
 #include <deque>
 #include <map>
-#include <string>
 #include <vector>
+
+#include "core/plan.h"
 
 namespace arpguard {
 
@@ -20,20 +21,20 @@ class RepairTracker {
       : threshold_(threshold), window_(window_seconds) {}
 
   /// Records a repair of `resource` at `now`; true when this repair made it contested.
-  bool record(const std::string& resource, double now);
+  bool record(const Resource& resource, double now);
   /// The earliest time a repair touching `resources` may run: `now` unless one is contested.
-  double next_allowed(const std::vector<std::string>& resources, double now) const;
+  double next_allowed(const std::vector<Resource>& resources, double now) const;
   /// Forgets repairs older than the window; returns the resources that stopped being contested.
-  std::vector<std::string> expire(double now);
+  std::vector<Resource> expire(double now);
   /// Contested resources with their repair counts in the window.
-  std::map<std::string, int> contested() const;
+  std::map<Resource, int> contested() const;
 
  private:
   bool is_contested(const std::deque<double>& times) const { return static_cast<int>(times.size()) > threshold_; }
 
   int threshold_;
   double window_;
-  std::map<std::string, std::deque<double>> repairs_;
+  std::map<Resource, std::deque<double>> repairs_;
 };
 
 }  // namespace arpguard

@@ -40,6 +40,36 @@ Result<SysctlValues> ProcSysctls::read(const std::vector<std::string>& scopes) {
   return values;
 }
 
+namespace {
+
+// One unsigned number from a /proc file; nullopt when the file does not exist.
+Result<std::optional<uint64_t>> read_number(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::optional<uint64_t>();
+    return Error{"read " + path, errno};
+  }
+  char buffer[32];
+  const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+  const int saved = errno;
+  ::close(fd);
+  if (n < 0) return Error{"read " + path, saved};
+  uint64_t value = 0;
+  if (std::from_chars(buffer, buffer + n, value).ec != std::errc()) return Error{"read " + path + ": not a number"};
+  return std::optional<uint64_t>(value);
+}
+
+}  // namespace
+
+Result<std::optional<ConntrackFill>> ProcConntrack::read() {
+  auto count = read_number(root_ + "/net/netfilter/nf_conntrack_count");
+  if (!count) return count.error();
+  auto max = read_number(root_ + "/net/netfilter/nf_conntrack_max");
+  if (!max) return max.error();
+  if (!*count || !*max) return std::optional<ConntrackFill>();
+  return std::optional<ConntrackFill>(ConntrackFill{**count, **max});
+}
+
 Status ProcSysctls::write(const SysctlKey& key, int value) {
   const std::string what = "write sysctl " + key.str() + " = " + std::to_string(value);
   const int fd = ::open(path(key).c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);

@@ -22,4 +22,14 @@ class ProcSysctls final : public SysctlApi {
   std::string root_;
 };
 
+/// ConntrackApi over /proc/sys/net/netfilter/nf_conntrack_{count,max}.
+class ProcConntrack final : public ConntrackApi {
+ public:
+  explicit ProcConntrack(std::string root = "/proc/sys") : root_(std::move(root)) {}
+  Result<std::optional<ConntrackFill>> read() override;
+
+ private:
+  std::string root_;
+};
+
 }  // namespace arpguard

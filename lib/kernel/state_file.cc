@@ -1,55 +1,116 @@
 #include "kernel/state_file.h"
 
-#include "kernel/make_dirs.h"
-
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+
+#include "kernel/make_dirs.h"
 
 namespace arpguard {
 
-Result<ManagedState> StateFile::load() {
-  std::ifstream in(path());
-  if (!in) {
-    if (errno == ENOENT) return ManagedState{};
-    return Error{"read " + path(), errno};
+namespace {
+
+constexpr size_t kMaxStateBytes = 256u << 20;
+
+Result<std::string> read_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Error{"read " + path, errno};
+  std::string text;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int saved = errno;
+      ::close(fd);
+      return Error{"read " + path, saved};
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > kMaxStateBytes) {
+      ::close(fd);
+      return Error{"read " + path + ": larger than any state arpguard writes"};
+    }
   }
-  ManagedState state;
+  ::close(fd);
+  return text;
+}
+
+}  // namespace
+
+Result<ManagedState> StateFile::load() {
+  state_ = ManagedState{};
+  loaded_ = true;
+  auto text = read_file(path());
+  if (!text) {
+    if (text.error().errno_value == ENOENT) return state_;
+    return text.error();
+  }
   try {
-    const nlohmann::json doc = nlohmann::json::parse(in);
+    const nlohmann::json doc = nlohmann::json::parse(*text);
     for (const auto& vip : doc.value("vips", nlohmann::json::array())) {
-      auto prefix = Ipv4Prefix::parse(vip.at("address").get<std::string>());
+      auto prefix = IpPrefix::parse(vip.at("address").get<std::string>());
       if (!prefix) return Error{"read " + path() + ": bad address in vips"};
-      state.vips.push_back({*prefix, vip.at("device").get<std::string>()});
+      const VipKind kind = vip.value("kind", "address") == "route" ? VipKind::kRoute : VipKind::kAddress;
+      state_.vips.insert({*prefix, kind, vip.at("device").get<std::string>()});
     }
     for (const auto& entry : doc.value("sysctl_origin", nlohmann::json::array())) {
-      state.sysctl_origin[SysctlKey{entry.at("scope").get<std::string>(), entry.at("name").get<std::string>()}] =
+      state_.sysctl_origin[SysctlKey{entry.at("scope").get<std::string>(), entry.at("name").get<std::string>()}] =
           entry.at("value").get<int>();
     }
   } catch (const nlohmann::json::exception& e) {
+    state_ = ManagedState{};
     return Error{"read " + path() + ": " + e.what()};
   }
-  return state;
+  return state_;
 }
 
-Status StateFile::save(const ManagedState& state) {
+Status StateFile::record(const StateChange& change) {
+  if (!loaded_) {
+    // Start from what the file says; an unreadable one is a lost record.
+    (void)load();
+  }
+  ManagedState next = change.clear ? ManagedState{} : state_;
+  for (const ManagedVip& vip : change.removed) next.vips.erase(vip);
+  for (const ManagedVip& vip : change.added) next.vips.insert(vip);
+  for (const auto& [key, value] : change.origins) next.sysctl_origin.emplace(key, value);
+  if (next == state_ && !change.clear) return Status();
+  state_ = std::move(next);
+  return save();
+}
+
+Status StateFile::save() const {
   if (Status s = make_dirs(dir_); !s) return s;
   nlohmann::json doc;
   doc["vips"] = nlohmann::json::array();
-  for (const VipOnDevice& vip : state.vips) doc["vips"].push_back({{"address", vip.prefix.str()}, {"device", vip.device}});
+  for (const ManagedVip& vip : state_.vips) {
+    doc["vips"].push_back({{"address", vip.prefix.str()}, {"kind", to_string(vip.kind)}, {"device", vip.device}});
+  }
   doc["sysctl_origin"] = nlohmann::json::array();
-  for (const auto& [key, value] : state.sysctl_origin) {
+  for (const auto& [key, value] : state_.sysctl_origin) {
     doc["sysctl_origin"].push_back({{"scope", key.scope}, {"name", key.name}, {"value", value}});
   }
+  const std::string text = doc.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   const std::string tmp = path() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << doc.dump(2) << '\n';
-    if (!out.flush()) return Status::failure("write " + tmp, errno);
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::failure("write " + tmp, errno);
+  for (size_t written = 0; written < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int saved = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return Status::failure("write " + tmp, saved);
+    }
+    written += static_cast<size_t>(n);
   }
+  if (::close(fd) != 0) return Status::failure("write " + tmp, errno);
   if (std::rename(tmp.c_str(), path().c_str()) != 0) return Status::failure("rename " + tmp, errno);
   return Status();
 }

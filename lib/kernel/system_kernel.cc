@@ -3,11 +3,11 @@
 namespace arpguard {
 
 Result<std::unique_ptr<SystemKernel>> SystemKernel::open(const std::string& state_dir) {
-  auto addresses = RtnlAddresses::open();
-  if (!addresses) return addresses.error();
-  auto nft = NftTable::open();
+  auto rtnl = Rtnl::open();
+  if (!rtnl) return rtnl.error();
+  auto nft = NftTables::open();
   if (!nft) return nft.error();
-  return std::unique_ptr<SystemKernel>(new SystemKernel(std::move(*addresses), std::move(*nft), state_dir));
+  return std::unique_ptr<SystemKernel>(new SystemKernel(std::move(*rtnl), std::move(*nft), state_dir));
 }
 
 }  // namespace arpguard

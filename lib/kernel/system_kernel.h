@@ -5,9 +5,9 @@
 #include <string>
 
 #include "core/kernel_api.h"
-#include "kernel/nft_table.h"
+#include "kernel/nft_tables.h"
 #include "kernel/proc_sysctls.h"
-#include "kernel/rtnl_addresses.h"
+#include "kernel/rtnl.h"
 #include "kernel/state_file.h"
 
 namespace arpguard {
@@ -17,18 +17,20 @@ class SystemKernel {
   /// Opens the rtnetlink and nfnetlink sockets; `state_dir` holds state.json.
   static Result<std::unique_ptr<SystemKernel>> open(const std::string& state_dir);
 
-  KernelApis apis() { return {*addresses_, sysctls_, *nft_, state_}; }
+  KernelApis apis() { return {*rtnl_, sysctls_, *nft_, state_}; }
   SysctlApi& sysctls() { return sysctls_; }
+  ConntrackApi& conntrack() { return conntrack_; }
   /// The netlink ports of arpguard's own requests: notifications they cause carry one.
-  std::vector<uint32_t> own_portids() const { return {addresses_->portid(), nft_->portid()}; }
+  std::vector<uint32_t> own_portids() const { return {rtnl_->portid(), nft_->portid()}; }
 
  private:
-  SystemKernel(std::unique_ptr<RtnlAddresses> addresses, std::unique_ptr<NftTable> nft, std::string state_dir)
-      : addresses_(std::move(addresses)), nft_(std::move(nft)), state_(std::move(state_dir)) {}
+  SystemKernel(std::unique_ptr<Rtnl> rtnl, std::unique_ptr<NftTables> nft, std::string state_dir)
+      : rtnl_(std::move(rtnl)), nft_(std::move(nft)), state_(std::move(state_dir)) {}
 
-  std::unique_ptr<RtnlAddresses> addresses_;
-  std::unique_ptr<NftTable> nft_;
+  std::unique_ptr<Rtnl> rtnl_;
+  std::unique_ptr<NftTables> nft_;
   ProcSysctls sysctls_;
+  ProcConntrack conntrack_;
   StateFile state_;
 };
 

@@ -154,7 +154,7 @@ TEST_CASE("dry run prints the plan and changes nothing") {
   Guarded g;
   CommandResult r = g.apply(g.write_policy(kOneVip), "--dry-run");
   CHECK(r.exit_code == 0);
-  CHECK(r.out.find("add vip 192.0.2.10/32 dev lo\ndry run: 7 action(s) planned, nothing changed\n") != std::string::npos);
+  CHECK(r.out.find("add vip 192.0.2.10/32 dev lo\ndry run: 10 action(s) planned, nothing changed\n") != std::string::npos);
   CHECK_FALSE(g.has_address("lo", "192.0.2.10/32"));
   CHECK_FALSE(g.table_exists());
 }
@@ -164,9 +164,12 @@ TEST_CASE("a VIP dropped from the policy is removed before its suppression") {
   REQUIRE(g.apply(g.write_policy(kOneVip + "[[vip]]\naddress = \"192.0.2.11\"\n")).exit_code == 0);
   CommandResult r = g.apply(g.write_policy(kOneVip));
   CHECK(r.exit_code == 0);
+  // The VIP goes first; then its suppression: the merged interval 192.0.2.10-11
+  // is replaced by 192.0.2.10 alone, in one transaction.
   CHECK(r.out == "del vip 192.0.2.11/32 dev lo (no longer in policy)\n"
-                 "nft delete 1 element(s) from @vips: 192.0.2.11\n"
-                 "converged: 2 action(s) applied\n");
+                 "nft delete 1 element(s) from arp arpguard @vips: 192.0.2.10/31\n"
+                 "nft add 1 element(s) to arp arpguard @vips: 192.0.2.10\n"
+                 "converged: 3 action(s) applied\n");
   CHECK_FALSE(g.has_address("lo", "192.0.2.11/32"));
   CHECK(g.set_elements() == std::vector<std::string>{kVip});
 }

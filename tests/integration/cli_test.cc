@@ -12,11 +12,11 @@ TEST_CASE("check-config: 0 for a valid policy, 1 with located errors, 2 for usag
   CHECK(ok.exit_code == 0);
   CHECK(ok.out == good + ": valid (1 VIP(s), method both)\n");
 
-  const std::string bad = dir.write("bad.toml", "[arp]\narp_announce = 0\n[[vip]]\naddress = \"10.0.0.0/8\"\n");
+  const std::string bad = dir.write("bad.toml", "[arp]\narp_announce = 0\n[[vip]]\naddress = \"fe80::1\"\n");
   CommandResult invalid = run(arpguard_bin() + " check-config " + bad);
   CHECK(invalid.exit_code == 1);
   CHECK(invalid.err == bad + ":2:16: arp.arp_announce: 0 would not protect VIPs (allowed: 1, 2)\n" + bad +
-                           ":4:11: vip.address: prefix VIPs are not supported yet ('10.0.0.0/8'; give one address)\n");
+                           ":4:11: vip.address: fe80::1 is a link-local address, not a usable VIP\n");
 
   CommandResult usage = run(arpguard_bin() + " check-config");
   CHECK(usage.exit_code == 2);

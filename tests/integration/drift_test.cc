@@ -56,7 +56,7 @@ TEST_CASE("a VIP deleted by hand is restored") {
   Watched w;
   w.segment.rs.must("ip addr del 192.0.2.10/32 dev lo");
   CHECK(eventually([&] { return w.guarded(); }));
-  CHECK(w.daemon.wait_for_log("repair after RTM_DELADDR 192.0.2.10/32 lo: add vip 192.0.2.10/32 dev lo", 2));
+  CHECK(w.daemon.wait_for_log("repair after RTM_DELADDR 192.0.2.10/32 dev lo: add vip 192.0.2.10/32 dev lo", 2));
   w.expect_no_leak();
 }
 
@@ -95,13 +95,13 @@ TEST_CASE("deleting one set element and one rule: both come back") {
   Watched w;
   w.segment.rs.must("nft delete element arp arpguard vips '{ 192.0.2.10 }'");
   CHECK(eventually([&] { return w.guarded(); }));
-  CHECK(w.daemon.wait_for_log("nft add 1 element(s) to @vips: 192.0.2.10", 2));
+  CHECK(w.daemon.wait_for_log("nft add 1 element(s) to arp arpguard @vips: 192.0.2.10", 2));
   const std::string handle = w.segment.rs.must(
       "nft -a list chain arp arpguard input | sed -n 's/.*drop # handle \\([0-9]*\\)/\\1/p'");
   REQUIRE_FALSE(handle.empty());
   w.segment.rs.must("nft delete rule arp arpguard input handle " + handle);
   CHECK(eventually([&] { return w.guarded(); }));
-  CHECK(w.daemon.wait_for_log("nft add rule input", 2));
+  CHECK(w.daemon.wait_for_log("nft add rule arp arpguard input", 2));
   w.expect_no_leak();
 }
 
@@ -197,9 +197,9 @@ TEST_CASE("a process fighting the agent is still repaired, with backoff, and rep
 }
 
 TEST_CASE("an overrun event socket leads to a full resync") {
-  Watched w;
+  Watched w("", "own_nft_table = false\nevent_buffer_kb = 64\n");
   w.daemon.signal(SIGSTOP);
-  // Far more notifications than the daemon's 1 MiB receive buffer holds, and a real
+  // Far more notifications than the daemon's 64 KiB receive buffer holds, and a real
   // drift among them.
   w.segment.rs.must("for i in $(seq 0 9); do for j in $(seq 1 250); do echo addr add 10.9.$i.$j/32 dev eth0; done; "
                     "done > /tmp/" + w.segment.rs.name() + ".batch && ip -batch /tmp/" + w.segment.rs.name() +

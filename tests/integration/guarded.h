@@ -70,7 +70,7 @@ struct Guarded {
   std::string table_text() const {
     return segment.rs.must(
         "nft list table arp arpguard | sed -e 's/counter packets [0-9]* bytes [0-9]*/counter packets 0 bytes 0/' "
-        "-e '/^\\tflags /{N;d}'");
+        "-e '/^\\tflags /{N;d}' -e 's/ # progname .*//'");
   }
 };
 

@@ -47,6 +47,9 @@ TEST_CASE("as nobody with only CAP_NET_ADMIN: apply, repair and readiness all wo
   CHECK(eventually([&] { return g.has_address("lo", "192.0.2.10/32") && g.sysctl("all/arp_ignore") == 1; }));
   // Readiness: HTTP from the client, status over the control socket it made.
   CHECK(g.segment.client.exec("curl -s http://192.0.2.1:9480/ready").out == "ready\n");
-  CHECK(run(arpguard_bin() + " status --socket " + g.control_socket()).exit_code == 1);  // repaired recently
+  const CommandResult status = run(arpguard_bin() + " status --socket " + g.control_socket());
+  CAPTURE(status.out);
+  CAPTURE(daemon.log());
+  CHECK(status.exit_code == 1);  // repaired recently
   CHECK(g.segment.arp_replies("192.0.2.10").empty());
 }

@@ -66,7 +66,7 @@ TEST_CASE("ready: 200 from /ready and /ready/<vip>, OK from status, up from the 
   CommandResult status = r.status();
   CHECK(status.exit_code == 0);
   CHECK(starts_with(status.out, "ARPGUARD OK - 1/1 VIPs ready, method both | vips=1;;;0 ready_vips=1;;;0 "));
-  CHECK(status.out.find("192.0.2.10/32      dev lo     ready") != std::string::npos);
+  CHECK(status.out.find("  192.0.2.10/32        dev lo     ready\n") != std::string::npos);
   CHECK(status.out.find("eth0       arp_ignore=1 arp_announce=2 arp_filter=0  real ip 192.0.2.1") != std::string::npos);
 }
 
@@ -74,9 +74,9 @@ TEST_CASE("HEAD gets headers only; other methods get 405; nothing changes state 
   Ready r;
   CHECK(r.segment.client.exec("curl -s -I -w '%{http_code} %{size_download}' -o /dev/null " + kUrl + "/ready").out ==
         "200 0");
-  CHECK(r.http("/ready", "-X POST") == "405\nonly GET and HEAD\n");
+  CHECK(r.http("/ready", "-X POST") == "405\nMethod Not Allowed: only GET and HEAD are served\n");
   CHECK(r.http("/ready", "-X DELETE").rfind("405\n", 0) == 0);
-  CHECK(r.http("/ready", "-X GET -d drain") == "413\nno request body is accepted\n");
+  CHECK(r.http("/ready", "-X GET -d drain") == "413\nContent Too Large: request bodies are not accepted\n");
   CHECK(r.http("/ready") == "200\nready\n");
 }
 
@@ -94,8 +94,8 @@ TEST_CASE("oversized and malformed requests get 4xx and the daemon is unaffected
         .out;
   };
   CHECK(raw("GET /ready HTTP/1.1\\r\\nHost: x\\r\\nno colon here\\r\\n\\r\\n") == "HTTP/1.1 400 Bad Request\n");
-  // Bytes that are not HTTP at all: libmicrohttpd closes without a reply.
-  CHECK(raw("\\x00\\x01GARBAGE \\xff\\r\\n\\r\\n") == "\n");
+  // Bytes that are not HTTP at all: 400, and only that connection closes.
+  CHECK(raw("\\x00\\x01GARBAGE \\xff\\r\\n\\r\\n") == "HTTP/1.1 400 Bad Request\n");
   CHECK(r.http("/ready") == "200\nready\n");
   CHECK(r.daemon->running());
 }
@@ -111,7 +111,7 @@ TEST_CASE("/status is the JSON of status --json; jq reads both") {
   CHECK(served["vips"] == printed["vips"]);
   CHECK(served["interfaces"] == printed["interfaces"]);
   CHECK(run("echo " + quote(cli.out) + " | jq -e '.ready == true and .vips[0].address == \"192.0.2.10/32\" and "
-            ".nft.present == true'").exit_code == 0);
+            ".tables[0].table == \"arp arpguard\" and .tables[0].present == true'").exit_code == 0);
 }
 
 TEST_CASE("/metrics is valid Prometheus text, as promtool reads it") {
@@ -122,11 +122,11 @@ TEST_CASE("/metrics is valid Prometheus text, as promtool reads it") {
   CommandResult promtool = run("echo " + quote(metrics) + " | promtool check metrics");
   CHECK(promtool.exit_code == 0);
   CHECK(promtool.out + promtool.err == "");
-  CHECK(metrics.find("arpguard_vip_ready{vip=\"192.0.2.10/32\",device=\"lo\"} 1\n") != std::string::npos);
+  CHECK(metrics.find("arpguard_vip_ready{vip=\"192.0.2.10/32\",device=\"lo\",method=\"both\"} 1\n") != std::string::npos);
 }
 
 TEST_CASE("a VIP that is gone and cannot come back: 503 with the reason, CRITICAL, down") {
-  Ready r("device = \"vip0\"\n", "not converged");  // on a NOARP device that does not exist yet
+  Ready r("device = \"vip0\"\n", "started, not ready");  // on a NOARP device that does not exist yet
   // The policy's VIP device does not exist yet: not ready from the start.
   CHECK(r.http("/ready") == "503\nnot ready:\n  vip 192.0.2.10/32: device vip0 does not exist\n");
   CHECK(r.agent_check() == "down #vip 192.0.2.10/32: device vip0 does not exist\n");
@@ -144,7 +144,7 @@ TEST_CASE("a repair makes status a WARNING naming it") {
   CommandResult status = r.status();
   CHECK(status.exit_code == 1);
   CHECK(starts_with(status.out, "ARPGUARD WARNING - 1/1 VIPs ready, method both, repaired "));
-  CHECK(status.out.find("after RTM_DELADDR 192.0.2.10/32 lo: add vip 192.0.2.10/32 dev lo") != std::string::npos);
+  CHECK(status.out.find("after RTM_DELADDR 192.0.2.10/32 dev lo: add vip 192.0.2.10/32 dev lo") != std::string::npos);
 }
 
 TEST_CASE("drain: WARNING, 503 draining, drain to HAProxy; it survives a restart until resume") {

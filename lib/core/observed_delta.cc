@@ -1,0 +1,268 @@
+#include "core/observed_delta.h"
+
+#include <fmt/format.h>
+
+#include "core/overloaded.h"
+
+namespace arpguard {
+
+void Touched::merge(Touched other) {
+  all |= other.all;
+  regions.insert(regions.end(), other.regions.begin(), other.regions.end());
+  host |= other.host;
+  changed |= other.changed;
+  resync |= other.resync;
+  every_vip |= other.every_vip;
+}
+
+namespace {
+
+Touched region(const IpRange& range, bool host, bool changed) { return Touched{false, {range}, host, changed}; }
+Touched host_only(bool changed) { return Touched{false, {}, true, changed}; }
+// A change to a table, set or chain: every VIP's suppression is in question.
+Touched structure(bool changed) { return Touched{false, {}, true, changed, false, true}; }
+
+ObservedTable* table_of(Observed& observed, const nft::TableId& id) {
+  auto it = observed.tables.find(id);
+  return it == observed.tables.end() ? nullptr : &it->second;
+}
+
+ObservedSet* set_of(Observed& observed, const SetRef& ref) {
+  ObservedTable* table = table_of(observed, ref.table);
+  if (!table) return nullptr;
+  auto it = table->sets.find(ref.set);
+  return it == table->sets.end() ? nullptr : &it->second;
+}
+
+// The addresses an interval point stands for: a start is its own; an end
+// (one past a range) also touches the range's last address.
+void point_regions(const std::vector<std::pair<IpAddress, bool>>& points, Touched& touched) {
+  for (const auto& [key, is_start] : points) {
+    touched.regions.push_back(IpRange::single(key));
+    if (!is_start && key.value != 0) touched.regions.push_back(IpRange::single(key.prev()));
+  }
+}
+
+bool is_loopback(const Observed& observed, int index) {
+  const Link* link = observed.link_at(index);
+  return link && link->loopback;
+}
+
+}  // namespace
+
+Touched apply_delta(Observed& observed, const Delta& change) {
+  return std::visit(
+      Overloaded{
+          [&](const delta::LinkUpsert& d) {
+            auto it = observed.links.find(d.link.index);
+            const bool renamed = it == observed.links.end() || it->second.name != d.link.name ||
+                                 it->second.loopback != d.link.loopback || it->second.noarp != d.link.noarp;
+            const bool changed = it == observed.links.end() || !(it->second == d.link);
+            observed.links[d.link.index] = d.link;
+            // A new or renamed link moves VIPs and ARP-facing interfaces: everything is in question.
+            return Touched{renamed, {}, true, changed};
+          },
+          [&](const delta::LinkRemoved& d) {
+            const bool changed = observed.links.erase(d.index) != 0;
+            std::vector<AddressKey> gone;
+            for (const auto& [key, info] : observed.addresses) {
+              if (key.link_index == d.index) gone.push_back(key);
+            }
+            for (const AddressKey& key : gone) observed.remove_address(key);
+            return Touched{true, {}, true, changed || !gone.empty()};
+          },
+          [&](const delta::AddressUpsert& d) {
+            auto it = observed.addresses.find(d.key);
+            const bool changed = it == observed.addresses.end() || !(it->second == d.info);
+            observed.put_address(d.key, d.info);
+            return region(IpRange::single(d.key.address), !is_loopback(observed, d.key.link_index), changed);
+          },
+          [&](const delta::AddressRemoved& d) {
+            const bool changed = observed.addresses.count(d.key) != 0;
+            observed.remove_address(d.key);
+            return region(IpRange::single(d.key.address), !is_loopback(observed, d.key.link_index), changed);
+          },
+          [&](const delta::RouteUpsert& d) {
+            auto it = observed.local_routes.find(d.key);
+            const bool changed = it == observed.local_routes.end() || !(it->second == d.info);
+            observed.local_routes[d.key] = d.info;
+            return region(IpRange::of(d.key.destination), false, changed);
+          },
+          [&](const delta::RouteRemoved& d) {
+            const bool changed = observed.local_routes.erase(d.key) != 0;
+            return region(IpRange::of(d.key.destination), false, changed);
+          },
+          [&](const delta::TableUpsert& d) {
+            ObservedTable& table = observed.tables[d.table];
+            const bool changed = table.flags != d.flags || table.owner != d.owner;
+            table.flags = d.flags;
+            table.owner = d.owner;
+            return structure(changed);
+          },
+          [&](const delta::TableRemoved& d) {
+            return structure(observed.tables.erase(d.table) != 0);
+          },
+          [&](const delta::ChainUpsert& d) {
+            ObservedTable& table = observed.tables[d.table];
+            table.chains[d.name] = d.chain;
+            return structure(true);
+          },
+          [&](const delta::ChainRemoved& d) {
+            ObservedTable* table = table_of(observed, d.table);
+            return structure(table && table->chains.erase(d.name) != 0);
+          },
+          [&](const delta::SetUpsert& d) {
+            ObservedSet& set = observed.tables[d.table].sets[d.name];
+            // A definition: the elements this cache holds stay.
+            set.flags = d.set.flags;
+            set.key_type = d.set.key_type;
+            set.key_len = d.set.key_len;
+            set.data_type = d.set.data_type;
+            set.data_len = d.set.data_len;
+            return structure(true);
+          },
+          [&](const delta::SetRemoved& d) {
+            ObservedTable* table = table_of(observed, d.table);
+            return structure(table && table->sets.erase(d.name) != 0);
+          },
+          [&](const delta::RuleUpsert& d) {
+            observed.tables[d.table].rules[d.rule.handle] = d.rule;
+            return host_only(true);
+          },
+          [&](const delta::RuleRemoved& d) {
+            ObservedTable* table = table_of(observed, d.table);
+            return host_only(table && table->rules.erase(d.handle) != 0);
+          },
+          [&](const delta::ElementsAdded& d) {
+            Touched t;
+            ObservedSet* set = set_of(observed, d.set);
+            if (!set) return Touched{false, {}, true, false, true};  // a set we do not know: read again
+            for (const auto& point : d.points) t.changed |= set->points.insert(point).second;
+            for (const nft::Element& e : d.elements) {
+              t.changed |= set->elements.insert(e).second;
+              t.regions.push_back(e.addresses);
+            }
+            point_regions(d.points, t);
+            return t;
+          },
+          [&](const delta::ElementsRemoved& d) {
+            Touched t;
+            ObservedSet* set = set_of(observed, d.set);
+            if (!set) return Touched{false, {}, true, false, true};
+            for (const auto& point : d.points) t.changed |= set->points.erase(point) != 0;
+            for (const nft::Element& e : d.elements) {
+              t.changed |= set->elements.erase(e) != 0;
+              t.regions.push_back(e.addresses);
+            }
+            point_regions(d.points, t);
+            return t;
+          },
+      },
+      change);
+}
+
+std::string describe(const Delta& change, const Observed& observed) {
+  auto device = [&](int index) {
+    const Link* link = observed.link_at(index);
+    return link ? link->name : fmt::format("ifindex {}", index);
+  };
+  return std::visit(
+      Overloaded{
+          [&](const delta::LinkUpsert& d) {
+            return fmt::format("RTM_NEWLINK {} (index {}, {})", d.link.name, d.link.index, d.link.up ? "up" : "down");
+          },
+          [&](const delta::LinkRemoved& d) { return fmt::format("RTM_DELLINK {}", device(d.index)); },
+          [&](const delta::AddressUpsert& d) {
+            return fmt::format("RTM_NEWADDR {} dev {}", d.key.prefix().str(), device(d.key.link_index));
+          },
+          [&](const delta::AddressRemoved& d) {
+            return fmt::format("RTM_DELADDR {} dev {}", d.key.prefix().str(), device(d.key.link_index));
+          },
+          [&](const delta::RouteUpsert& d) {
+            return fmt::format("RTM_NEWROUTE local {} table local", d.key.destination.str());
+          },
+          [&](const delta::RouteRemoved& d) {
+            return fmt::format("RTM_DELROUTE local {} table local", d.key.destination.str());
+          },
+          [&](const delta::TableUpsert& d) { return fmt::format("NFT_MSG_NEWTABLE {}", d.table.str()); },
+          [&](const delta::TableRemoved& d) { return fmt::format("NFT_MSG_DELTABLE {}", d.table.str()); },
+          [&](const delta::ChainUpsert& d) { return fmt::format("NFT_MSG_NEWCHAIN {} {}", d.table.str(), d.name); },
+          [&](const delta::ChainRemoved& d) { return fmt::format("NFT_MSG_DELCHAIN {} {}", d.table.str(), d.name); },
+          [&](const delta::SetUpsert& d) { return fmt::format("NFT_MSG_NEWSET {} {}", d.table.str(), d.name); },
+          [&](const delta::SetRemoved& d) { return fmt::format("NFT_MSG_DELSET {} {}", d.table.str(), d.name); },
+          [&](const delta::RuleUpsert& d) {
+            return fmt::format("NFT_MSG_NEWRULE {} {} handle {}", d.table.str(), d.rule.chain, d.rule.handle);
+          },
+          [&](const delta::RuleRemoved& d) {
+            return fmt::format("NFT_MSG_DELRULE {} handle {}", d.table.str(), d.handle);
+          },
+          [&](const delta::ElementsAdded& d) {
+            return fmt::format("NFT_MSG_NEWSETELEM {}", d.set.str());
+          },
+          [&](const delta::ElementsRemoved& d) {
+            return fmt::format("NFT_MSG_DELSETELEM {}", d.set.str());
+          },
+      },
+      change);
+}
+
+namespace {
+
+template <class Map, class Describe>
+void compare_maps(const Map& cache, const Map& fresh, const char* what, Describe describe_key,
+                  std::vector<std::string>& out) {
+  auto a = cache.begin();
+  auto b = fresh.begin();
+  while (a != cache.end() || b != fresh.end()) {
+    if (b == fresh.end() || (a != cache.end() && a->first < b->first)) {
+      out.push_back(fmt::format("{} {} cached but gone", what, describe_key(a->first)));
+      ++a;
+    } else if (a == cache.end() || b->first < a->first) {
+      out.push_back(fmt::format("{} {} present but not cached", what, describe_key(b->first)));
+      ++b;
+    } else {
+      if (!(a->second == b->second)) out.push_back(fmt::format("{} {} differs", what, describe_key(a->first)));
+      ++a;
+      ++b;
+    }
+  }
+}
+
+bool same_rules(const ObservedTable& a, const ObservedTable& b) {
+  if (a.rules.size() != b.rules.size()) return false;
+  for (auto x = a.rules.begin(), y = b.rules.begin(); x != a.rules.end(); ++x, ++y) {
+    if (x->first != y->first || x->second.chain != y->second.chain || x->second.exprs != y->second.exprs) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> divergences(const Observed& cache, const Observed& fresh) {
+  std::vector<std::string> out;
+  compare_maps(cache.links, fresh.links, "link", [](int index) { return fmt::format("index {}", index); }, out);
+  compare_maps(cache.addresses, fresh.addresses, "address", [](const AddressKey& k) { return k.prefix().str(); }, out);
+  compare_maps(cache.local_routes, fresh.local_routes, "local route",
+               [](const RouteKey& k) { return k.destination.str(); }, out);
+  for (const auto& [id, table] : fresh.tables) {
+    const ObservedTable* cached = cache.table(id);
+    if (!cached) {
+      out.push_back(fmt::format("nft table {} present but not cached", id.str()));
+      continue;
+    }
+    if (cached->flags != table.flags) out.push_back(fmt::format("nft table {} flags differ", id.str()));
+    if (!same_rules(*cached, table)) out.push_back(fmt::format("nft table {} rules differ", id.str()));
+    for (const auto& [name, set] : table.sets) {
+      auto it = cached->sets.find(name);
+      if (it == cached->sets.end() || it->second.all_elements() != set.all_elements()) {
+        out.push_back(fmt::format("nft set {} @{} elements differ", id.str(), name));
+      }
+    }
+  }
+  for (const auto& [id, table] : cache.tables) {
+    if (!fresh.table(id)) out.push_back(fmt::format("nft table {} cached but gone", id.str()));
+  }
+  return out;
+}
+
+}  // namespace arpguard

@@ -1,0 +1,89 @@
+#include "kernel/events.h"
+
+#include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "core/engine.h"
+#include "kernel/nft_codec.h"
+#include "kernel/rtnl_decode.h"
+
+namespace arpguard {
+
+namespace {
+
+constexpr size_t kReceiveChunk = 256 * 1024;
+
+template <class Decode>
+std::vector<KernelEvent> decode_each(const void* data, size_t len, Decode decode) {
+  std::vector<KernelEvent> events;
+  int remaining = static_cast<int>(len);
+  for (auto* nlh = static_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(nlh, remaining);
+       nlh = mnl_nlmsg_next(nlh, &remaining)) {
+    if (std::optional<Delta> delta = decode(nlh)) events.push_back({nlh->nlmsg_pid, std::move(*delta)});
+  }
+  return events;
+}
+
+}  // namespace
+
+std::vector<KernelEvent> decode_rtnetlink(const void* data, size_t len) {
+  return decode_each(data, len, [](const nlmsghdr* nlh) { return rtnl::decode(nlh); });
+}
+
+std::vector<KernelEvent> decode_nftables(const void* data, size_t len) {
+  static const std::vector<nft::TableId> ours = arpguard_tables();
+  return decode_each(data, len, [](const nlmsghdr* nlh) { return nftcodec::decode(nlh, ours); });
+}
+
+Result<std::unique_ptr<EventSocket>> EventSocket::open(Kind kind, int receive_buffer) {
+  const bool rtnl = kind == Kind::kRtnetlink;
+  mnl_socket* sock = mnl_socket_open(rtnl ? NETLINK_ROUTE : NETLINK_NETFILTER);
+  const char* what = rtnl ? "rtnetlink event socket" : "nftables event socket";
+  if (!sock) return Error{std::string("open ") + what, errno};
+  std::unique_ptr<EventSocket> events(new EventSocket(sock, kind));
+  if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0) return Error{std::string("bind ") + what, errno};
+  const std::vector<int> groups = rtnl ? std::vector<int>{RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR,
+                                                          RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE}
+                                       : std::vector<int>{NFNLGRP_NFTABLES};
+  for (int group : groups) {
+    if (mnl_socket_setsockopt(sock, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) < 0) {
+      return Error{std::string("join notification group on ") + what, errno};
+    }
+  }
+  const int fd = mnl_socket_get_fd(sock);
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &receive_buffer, sizeof(receive_buffer)) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  events->buffer_.resize(kReceiveChunk);
+  return events;
+}
+
+EventSocket::~EventSocket() { mnl_socket_close(sock_); }
+
+int EventSocket::fd() const { return mnl_socket_get_fd(sock_); }
+
+Status EventSocket::drain(std::vector<KernelEvent>& events, bool& lost) {
+  for (;;) {
+    const ssize_t n = recv(fd(), buffer_.data(), buffer_.size(), 0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Status();
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS) {
+        lost = true;
+        continue;
+      }
+      return Status::failure("receive kernel events", errno);
+    }
+    std::vector<KernelEvent> decoded = kind_ == Kind::kRtnetlink ? decode_rtnetlink(buffer_.data(), static_cast<size_t>(n))
+                                                                  : decode_nftables(buffer_.data(), static_cast<size_t>(n));
+    for (KernelEvent& event : decoded) events.push_back(std::move(event));
+  }
+}
+
+}  // namespace arpguard

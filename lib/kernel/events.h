@@ -1,0 +1,51 @@
+// Kernel change notifications arpguardd listens to: rtnetlink (links,
+// addresses and routes of both families) and nftables (NFNLGRP_NFTABLES).
+//
+// decode_*() are pure functions over received bytes, tested with captured
+// messages; EventSocket owns one subscribed, non-blocking socket. Events are
+// typed cache changes (core/observed_delta.h), so duplicate or late ones are
+// harmless. Not thread-safe: one owner.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/observed_delta.h"
+#include "core/status.h"
+
+struct mnl_socket;
+
+namespace arpguard {
+
+/// Link, address and local-route notifications in one rtnetlink datagram.
+std::vector<KernelEvent> decode_rtnetlink(const void* data, size_t len);
+/// nftables notifications in one datagram, only those about arpguard's tables.
+std::vector<KernelEvent> decode_nftables(const void* data, size_t len);
+
+class EventSocket {
+ public:
+  enum class Kind { kRtnetlink, kNftables };
+
+  /// Opens and subscribes a non-blocking socket with a receive buffer of
+  /// `receive_buffer` bytes (forced where the capability allows).
+  static Result<std::unique_ptr<EventSocket>> open(Kind kind, int receive_buffer);
+  ~EventSocket();
+  EventSocket(const EventSocket&) = delete;
+  EventSocket& operator=(const EventSocket&) = delete;
+
+  int fd() const;
+  /// Reads every pending datagram into `events`. `lost` is set when the
+  /// kernel dropped notifications for lack of room (ENOBUFS): the caller
+  /// must read everything again.
+  Status drain(std::vector<KernelEvent>& events, bool& lost);
+
+ private:
+  EventSocket(mnl_socket* sock, Kind kind) : sock_(sock), kind_(kind) {}
+  mnl_socket* sock_;
+  Kind kind_;
+  std::vector<char> buffer_;
+};
+
+}  // namespace arpguard

@@ -1,0 +1,223 @@
+#include "kernel/nft_tables.h"
+
+#include <fmt/format.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/common.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter_arp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <functional>
+
+#include "kernel/nft_codec.h"
+
+namespace arpguard {
+
+namespace {
+
+constexpr size_t kReceiveBuffer = 256 * 1024;
+constexpr int kSocketBuffer = 8 << 20;
+
+using Callback = std::function<void(const nlmsghdr*)>;
+
+int run_callback(const nlmsghdr* nlh, void* data) {
+  (*static_cast<Callback*>(data))(nlh);
+  return MNL_CB_OK;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<NftTables>> NftTables::open() {
+  mnl_socket* sock = mnl_socket_open(NETLINK_NETFILTER);
+  if (!sock) return Error{"open nfnetlink socket", errno};
+  if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0) {
+    const int saved = errno;
+    mnl_socket_close(sock);
+    return Error{"bind nfnetlink socket", saved};
+  }
+  int one = 1;
+  // Errors echo only the header, not a whole element message; and say why.
+  mnl_socket_setsockopt(sock, NETLINK_CAP_ACK, &one, sizeof(one));
+  mnl_socket_setsockopt(sock, NETLINK_EXT_ACK, &one, sizeof(one));
+  const int fd = mnl_socket_get_fd(sock);
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kSocketBuffer, sizeof(kSocketBuffer)) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kSocketBuffer, sizeof(kSocketBuffer));
+  }
+  return std::unique_ptr<NftTables>(new NftTables(sock, mnl_socket_get_portid(sock)));
+}
+
+NftTables::~NftTables() { mnl_socket_close(sock_); }
+
+Result<std::vector<NftTables::BatchError>> NftTables::send(const std::vector<iovec>& iov) {
+  size_t total = 0;
+  for (const iovec& v : iov) total += v.iov_len;
+  // A batch must fit the socket's send buffer whole.
+  const int fd = mnl_socket_get_fd(sock_);
+  const int sndbuf = static_cast<int>(total + 4096);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+  }
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  msghdr msg{};
+  msg.msg_name = &kernel;
+  msg.msg_namelen = sizeof(kernel);
+  msg.msg_iov = const_cast<iovec*>(iov.data());
+  msg.msg_iovlen = iov.size();
+  if (sendmsg(fd, &msg, 0) < 0) return Error{fmt::format("send nft batch ({} bytes)", total), errno};
+
+  // nfnetlink handles a batch inside sendmsg(): every ack is queued by now.
+  std::vector<BatchError> errors;
+  std::vector<char> buffer(kReceiveBuffer);
+  for (;;) {
+    const ssize_t n = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      return Error{"receive nft batch acks", errno};
+    }
+    int len = static_cast<int>(n);
+    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(nlh, len);
+         nlh = mnl_nlmsg_next(nlh, &len)) {
+      if (nlh->nlmsg_type != NLMSG_ERROR) continue;
+      const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+      if (err->error != 0) errors.push_back({nlh->nlmsg_seq, -err->error});
+    }
+  }
+  return errors;
+}
+
+Result<bool> NftTables::persist_supported() {
+  if (persist_supported_) return *persist_supported_;
+  // NEWTABLE with OWNER|PERSIST, then a message bound to fail, so the kernel
+  // aborts the transaction: EOPNOTSUPP on the first means no PERSIST.
+  const nft::TableId probe{nft::TableFamily::kArp, "arpguard-probe"};
+  nftcodec::NftBatch batch(seq_);
+  batch.add(nft_change::CreateTable{probe, nft::kTableFlagOwner | nft::kTableFlagPersist, false});
+  const uint32_t probe_seq = seq_ - 1;
+  batch.add(nft_change::CreateChain{nft::TableId{nft::TableFamily::kArp, "arpguard-absent"},
+                                    nft::ChainSpec{"input", "filter", NF_ARP_IN, 0}});
+  auto errors = send(batch.finish());
+  if (!errors) return errors.error();
+  bool supported = true;
+  for (const BatchError& e : *errors) {
+    if (e.seq == probe_seq) supported = false;
+  }
+  persist_supported_ = supported;
+  return supported;
+}
+
+namespace {
+
+// One request, then every reply message to `on_message` until the dump (or ack) ends.
+Status talk(mnl_socket* sock, uint32_t portid, uint32_t& seq_counter, uint16_t type, uint16_t family, uint16_t flags,
+            const std::function<void(nlmsghdr*)>& build, Callback on_message, const std::string& what) {
+  std::vector<char> buffer(kReceiveBuffer);
+  const uint32_t seq = seq_counter++;
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buffer.data(), type, family, flags, seq);
+  build(nlh);
+  if (mnl_socket_sendto(sock, nlh, nlh->nlmsg_len) < 0) return Status::failure(what, errno);
+  for (;;) {
+    const ssize_t n = mnl_socket_recvfrom(sock, buffer.data(), buffer.size());
+    if (n < 0) return Status::failure(what, errno);
+    const int ret = mnl_cb_run(buffer.data(), static_cast<size_t>(n), seq, portid, run_callback, &on_message);
+    if (ret < 0) return Status::failure(what, errno);
+    if (ret == MNL_CB_STOP) return Status();
+  }
+}
+
+}  // namespace
+
+Result<std::optional<ObservedTable>> NftTables::observe_one(const nft::TableId& id) {
+  const uint16_t family = static_cast<uint16_t>(id.family);
+  const std::vector<nft::TableId> ours{id};
+  // The pieces decode as the same deltas notifications do, folded into a scratch cache.
+  Observed scratch;
+  bool exists = false;
+  auto fold = [&](const nlmsghdr* nlh) {
+    if (auto d = nftcodec::decode(nlh, ours)) {
+      exists |= std::holds_alternative<delta::TableUpsert>(*d);
+      apply_delta(scratch, *d);
+    }
+  };
+  auto name_table = [&](auto set_str, auto* object, uint16_t attr) { set_str(object, attr, id.name.c_str()); };
+
+  std::unique_ptr<nftnl_table, void (*)(const nftnl_table*)> table(nftnl_table_alloc(), nftnl_table_free);
+  name_table(nftnl_table_set_str, table.get(), NFTNL_TABLE_NAME);
+  Status got = talk(sock_, portid_, seq_, NFT_MSG_GETTABLE, family, NLM_F_ACK,
+                    [&](nlmsghdr* nlh) { nftnl_table_nlmsg_build_payload(nlh, table.get()); }, fold,
+                    "GETTABLE " + id.str());
+  if (!got) {
+    if (got.error().errno_value == ENOENT) return std::optional<ObservedTable>();
+    return got.error();
+  }
+  if (!exists) return std::optional<ObservedTable>();
+
+  std::unique_ptr<nftnl_set, void (*)(const nftnl_set*)> sets(nftnl_set_alloc(), nftnl_set_free);
+  name_table(nftnl_set_set_str, sets.get(), NFTNL_SET_TABLE);
+  Status s = talk(sock_, portid_, seq_, NFT_MSG_GETSET, family, NLM_F_DUMP,
+                  [&](nlmsghdr* nlh) { nftnl_set_nlmsg_build_payload(nlh, sets.get()); }, fold, "GETSET " + id.str());
+  if (!s) return s.error();
+
+  std::unique_ptr<nftnl_chain, void (*)(const nftnl_chain*)> chains(nftnl_chain_alloc(), nftnl_chain_free);
+  name_table(nftnl_chain_set_str, chains.get(), NFTNL_CHAIN_TABLE);
+  s = talk(sock_, portid_, seq_, NFT_MSG_GETCHAIN, family, NLM_F_DUMP,
+           [&](nlmsghdr* nlh) { nftnl_chain_nlmsg_build_payload(nlh, chains.get()); }, fold, "GETCHAIN " + id.str());
+  if (!s) return s.error();
+
+  std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)> rules(nftnl_rule_alloc(), nftnl_rule_free);
+  name_table(nftnl_rule_set_str, rules.get(), NFTNL_RULE_TABLE);
+  s = talk(sock_, portid_, seq_, NFT_MSG_GETRULE, family, NLM_F_DUMP,
+           [&](nlmsghdr* nlh) { nftnl_rule_nlmsg_build_payload(nlh, rules.get()); }, fold, "GETRULE " + id.str());
+  if (!s) return s.error();
+
+  ObservedTable& observed = scratch.tables[id];
+  std::vector<std::string> set_names;
+  for (const auto& [name, set] : observed.sets) set_names.push_back(name);
+  for (const std::string& name : set_names) {
+    std::unique_ptr<nftnl_set, void (*)(const nftnl_set*)> elements(nftnl_set_alloc(), nftnl_set_free);
+    name_table(nftnl_set_set_str, elements.get(), NFTNL_SET_TABLE);
+    nftnl_set_set_str(elements.get(), NFTNL_SET_NAME, name.c_str());
+    s = talk(sock_, portid_, seq_, NFT_MSG_GETSETELEM, family, NLM_F_DUMP,
+             [&](nlmsghdr* nlh) { nftnl_set_elems_nlmsg_build_payload(nlh, elements.get()); }, fold,
+             fmt::format("GETSETELEM {} @{}", id.str(), name));
+    if (!s) return s.error();
+  }
+  return std::optional<ObservedTable>(std::move(scratch.tables[id]));
+}
+
+Result<std::map<nft::TableId, ObservedTable>> NftTables::observe(const std::vector<nft::TableId>& tables) {
+  std::map<nft::TableId, ObservedTable> out;
+  for (const nft::TableId& id : tables) {
+    auto table = observe_one(id);
+    if (!table) return table.error();
+    if (*table) out.emplace(id, std::move(**table));
+  }
+  return out;
+}
+
+Status NftTables::apply(const std::vector<NftChange>& changes) {
+  if (changes.empty()) return Status();
+  nftcodec::NftBatch batch(seq_);
+  for (const NftChange& change : changes) batch.add(change);
+  auto errors = send(batch.finish());
+  if (!errors) return errors.status();
+  if (errors->empty()) return Status();
+  const BatchError& first = errors->front();
+  std::string what = batch.what(first.seq);
+  if (first.error == EPERM) what += " (the table is owned by another process: is another arpguardd running?)";
+  if (first.error == EOPNOTSUPP || first.error == EAFNOSUPPORT) {
+    what += " (this kernel lacks an nftables feature arpguard needs: is nf_tables loaded, with IPv6?)";
+  }
+  return Status::failure("nft: " + what, first.error);
+}
+
+}  // namespace arpguard

@@ -1,0 +1,47 @@
+// NftApi over libmnl + libnftnl: arpguard's tables of every family.
+//
+// Holds one netlink socket for its lifetime: when a table is created or
+// adopted with NFT_TABLE_F_OWNER, that socket is its owner, and only it may
+// change the table. Every apply() is one atomic nfnetlink batch; observe()
+// decodes dumps with the same code as notifications (kernel/nft_codec.h).
+// Not thread-safe: one owner.
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include "core/kernel_api.h"
+
+struct mnl_socket;
+struct iovec;
+
+namespace arpguard {
+
+class NftTables final : public NftApi {
+ public:
+  static Result<std::unique_ptr<NftTables>> open();
+  ~NftTables() override;
+
+  Result<bool> persist_supported() override;
+  uint32_t portid() const override { return portid_; }
+  Result<std::map<nft::TableId, ObservedTable>> observe(const std::vector<nft::TableId>& tables) override;
+  Status apply(const std::vector<NftChange>& changes) override;
+
+ private:
+  NftTables(mnl_socket* sock, uint32_t portid) : sock_(sock), portid_(portid) {}
+  struct BatchError {
+    uint32_t seq;
+    int error;
+  };
+  /// Sends a finished batch; the errors the kernel reported, by sequence number.
+  Result<std::vector<BatchError>> send(const std::vector<iovec>& iov);
+  /// One table, or nullopt when it does not exist.
+  Result<std::optional<ObservedTable>> observe_one(const nft::TableId& id);
+
+  mnl_socket* sock_;
+  uint32_t portid_;
+  uint32_t seq_ = 1;
+  std::optional<bool> persist_supported_;
+};
+
+}  // namespace arpguard

@@ -1,0 +1,267 @@
+#include "kernel/rtnl.h"
+
+#include <fmt/format.h>
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
+#include <netlink/errno.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/route.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <functional>
+#include <map>
+
+#include "core/overloaded.h"
+#include "kernel/rtnl_decode.h"
+
+namespace arpguard {
+
+namespace {
+
+constexpr size_t kWindow = 256;       // requests in flight before their acks are read
+constexpr int kDumpAttempts = 3;      // a dump interrupted by concurrent changes is tried again
+constexpr int kSocketBuffer = 4 << 20;
+
+template <class T, void (*Free)(T*)>
+struct Deleter {
+  void operator()(T* p) const { Free(p); }
+};
+using AddrPtr = std::unique_ptr<rtnl_addr, Deleter<rtnl_addr, rtnl_addr_put>>;
+using RoutePtr = std::unique_ptr<rtnl_route, Deleter<rtnl_route, rtnl_route_put>>;
+using NlAddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, nl_addr_put>>;
+using MsgPtr = std::unique_ptr<nl_msg, Deleter<nl_msg, nlmsg_free>>;
+
+NlAddrPtr nl_address(const IpPrefix& prefix) {
+  const auto bytes = prefix.address.bytes();
+  NlAddrPtr addr(nl_addr_build(address_family(prefix.family()), bytes.data(), prefix.address.size()));
+  nl_addr_set_prefixlen(addr.get(), prefix.length);
+  return addr;
+}
+
+AddrPtr address_object(const AddressKey& key) {
+  AddrPtr addr(rtnl_addr_alloc());
+  NlAddrPtr local = nl_address(key.prefix());
+  rtnl_addr_set_ifindex(addr.get(), key.link_index);
+  rtnl_addr_set_family(addr.get(), address_family(key.address.family));
+  rtnl_addr_set_local(addr.get(), local.get());
+  rtnl_addr_set_prefixlen(addr.get(), key.length);
+  return addr;
+}
+
+RoutePtr route_object(const RouteKey& key, int link_index) {
+  RoutePtr route(rtnl_route_alloc());
+  NlAddrPtr dst = nl_address(key.destination);
+  rtnl_route_set_family(route.get(), static_cast<uint8_t>(address_family(key.destination.family())));
+  rtnl_route_set_table(route.get(), kTableLocal);
+  rtnl_route_set_type(route.get(), kRouteTypeLocal);
+  rtnl_route_set_protocol(route.get(), kRouteProtoArpguard);
+  rtnl_route_set_scope(route.get(), RT_SCOPE_HOST);
+  rtnl_route_set_priority(route.get(), key.priority);
+  rtnl_route_set_dst(route.get(), dst.get());
+  rtnl_nexthop* hop = rtnl_route_nh_alloc();
+  rtnl_route_nh_set_ifindex(hop, link_index);
+  rtnl_route_add_nexthop(route.get(), hop);
+  return route;
+}
+
+struct Request {
+  MsgPtr msg;
+  bool add = false;
+  bool replace = false;
+  std::string what;
+};
+
+Result<Request> build(const RtnlChange& change) {
+  Request request;
+  nl_msg* raw = nullptr;
+  const int err = std::visit(
+      Overloaded{
+          [&](const DelAddress& a) {
+            request.what = fmt::format("RTM_DELADDR {} dev {}", a.key.prefix().str(), a.device);
+            return rtnl_addr_build_delete_request(address_object(a.key).get(), 0, &raw);
+          },
+          [&](const AddAddress& a) {
+            request.add = true;
+            request.replace = a.replace;
+            request.what = fmt::format("RTM_NEWADDR {} dev {}", a.key.prefix().str(), a.device);
+            AddrPtr addr = address_object(a.key);
+            if (a.key.address.family == Family::kV4) rtnl_addr_set_scope(addr.get(), a.scope);
+            if (a.deprecated) {
+              // Accepted and answered from, never the source of this host's own new connections.
+              rtnl_addr_set_flags(addr.get(), IFA_F_NODAD);
+              rtnl_addr_set_preferred_lifetime(addr.get(), 0);
+              rtnl_addr_set_valid_lifetime(addr.get(), 0xffffffffu);
+            }
+            return rtnl_addr_build_add_request(addr.get(), NLM_F_CREATE | (a.replace ? NLM_F_REPLACE : NLM_F_EXCL), &raw);
+          },
+          [&](const DelRoute& a) {
+            request.what = fmt::format("RTM_DELROUTE local {} table local", a.key.destination.str());
+            return rtnl_route_build_del_request(route_object(a.key, a.link_index).get(), 0, &raw);
+          },
+          [&](const AddRoute& a) {
+            request.add = true;
+            request.what = fmt::format("RTM_NEWROUTE local {} dev {} table local", a.key.destination.str(), a.device);
+            return rtnl_route_build_add_request(route_object(a.key, a.link_index).get(), NLM_F_CREATE | NLM_F_EXCL, &raw);
+          },
+      },
+      change);
+  if (err < 0) return Error{fmt::format("{}: {}", request.what, nl_geterror(err))};
+  request.msg.reset(raw);
+  return request;
+}
+
+struct AckCollector {
+  std::map<uint32_t, int> results;  ///< sequence number -> errno (0: success)
+};
+
+int on_error(sockaddr_nl*, nlmsgerr* err, void* arg) {
+  static_cast<AckCollector*>(arg)->results[err->msg.nlmsg_seq] = -err->error;
+  return NL_SKIP;
+}
+
+int on_ack(nl_msg* msg, void* arg) {
+  static_cast<AckCollector*>(arg)->results[nlmsg_hdr(msg)->nlmsg_seq] = 0;
+  return NL_OK;
+}
+
+using Callback = std::function<void(const nlmsghdr*)>;
+
+int on_valid(nl_msg* msg, void* arg) {
+  (*static_cast<Callback*>(arg))(nlmsg_hdr(msg));
+  return NL_OK;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Rtnl>> Rtnl::open() {
+  nl_sock* sock = nl_socket_alloc();
+  if (!sock) return Error{"nl_socket_alloc", ENOMEM};
+  if (int err = nl_connect(sock, NETLINK_ROUTE); err < 0) {
+    nl_socket_free(sock);
+    return Error{fmt::format("connect rtnetlink: {}", nl_geterror(err))};
+  }
+  nl_socket_set_buffer_size(sock, kSocketBuffer, kSocketBuffer);
+  // Pipelined requests are matched to their acks by sequence number here, not by libnl.
+  nl_socket_disable_seq_check(sock);
+  return std::unique_ptr<Rtnl>(new Rtnl(sock));
+}
+
+Rtnl::~Rtnl() { nl_socket_free(sock_); }
+
+uint32_t Rtnl::portid() const { return nl_socket_get_local_port(sock_); }
+
+Status Rtnl::dump(int type, int family, const Callback& on_message, const std::function<void()>& restart) {
+  const char* name = type == RTM_GETLINK ? "RTM_GETLINK" : type == RTM_GETADDR ? "RTM_GETADDR" : "RTM_GETROUTE";
+  for (int attempt = 1;; ++attempt) {
+    std::unique_ptr<nl_cb, void (*)(nl_cb*)> cb(nl_cb_alloc(NL_CB_DEFAULT), nl_cb_put);
+    nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, on_valid, const_cast<Callback*>(&on_message));
+    // The request header: the family byte first, padded as each type expects.
+    unsigned char header[sizeof(rtmsg)] = {};
+    header[0] = static_cast<unsigned char>(family);
+    const size_t header_len = type == RTM_GETLINK ? sizeof(ifinfomsg) : type == RTM_GETADDR ? sizeof(ifaddrmsg) : sizeof(rtmsg);
+    if (int err = nl_send_simple(sock_, type, NLM_F_DUMP, header, header_len); err < 0) {
+      return Status::failure(fmt::format("{} dump: {}", name, nl_geterror(err)));
+    }
+    const int err = nl_recvmsgs(sock_, cb.get());
+    if (err == -NLE_DUMP_INTR && attempt < kDumpAttempts) {
+      restart();  // changed while dumped: what was read is not a consistent picture
+      continue;
+    }
+    if (err < 0) return Status::failure(fmt::format("{} dump: {}", name, nl_geterror(err)));
+    return Status();
+  }
+}
+
+Result<std::map<int, Link>> Rtnl::links() {
+  std::map<int, Link> out;
+  Status s = dump(
+      RTM_GETLINK, AF_UNSPEC,
+      [&](const nlmsghdr* nlh) {
+        if (auto link = rtnl::decode_link(nlh)) out[link->index] = std::move(*link);
+      },
+      [&] { out.clear(); });
+  if (!s) return s.error();
+  return out;
+}
+
+Result<std::map<AddressKey, AddressInfo>> Rtnl::addresses() {
+  std::map<AddressKey, AddressInfo> out;
+  Status s = dump(
+      RTM_GETADDR, AF_UNSPEC,
+      [&](const nlmsghdr* nlh) {
+        if (auto address = rtnl::decode_address(nlh)) out.insert_or_assign(address->first, address->second);
+      },
+      [&] { out.clear(); });
+  if (!s) return s.error();
+  return out;
+}
+
+Result<std::map<RouteKey, RouteInfo>> Rtnl::local_routes() {
+  std::map<RouteKey, RouteInfo> out;
+  for (int family : {AF_INET, AF_INET6}) {
+    std::map<RouteKey, RouteInfo> mine;
+    Status s = dump(
+        RTM_GETROUTE, family,
+        [&](const nlmsghdr* nlh) {
+          if (auto route = rtnl::decode_local_route(nlh)) mine.insert_or_assign(route->first, route->second);
+        },
+        [&] { mine.clear(); });
+    out.merge(mine);
+    if (!s) return s.error();
+  }
+  return out;
+}
+
+std::vector<Status> Rtnl::apply(const std::vector<RtnlChange>& changes) {
+  std::vector<Status> statuses(changes.size());
+  std::unique_ptr<nl_cb, void (*)(nl_cb*)> cb(nl_cb_alloc(NL_CB_CUSTOM), nl_cb_put);
+  AckCollector acks;
+  nl_cb_err(cb.get(), NL_CB_CUSTOM, on_error, &acks);
+  nl_cb_set(cb.get(), NL_CB_ACK, NL_CB_CUSTOM, on_ack, &acks);
+
+  for (size_t begin = 0; begin < changes.size(); begin += kWindow) {
+    const size_t end = std::min(changes.size(), begin + kWindow);
+    std::map<uint32_t, size_t> in_flight;  // sequence -> index
+    std::vector<Request> requests(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      auto request = build(changes[i]);
+      if (!request) {
+        statuses[i] = request.status();
+        continue;
+      }
+      requests[i - begin] = std::move(*request);
+      nl_msg* msg = requests[i - begin].msg.get();
+      nl_complete_msg(sock_, msg);  // sequence number and NLM_F_ACK
+      const uint32_t seq = nlmsg_hdr(msg)->nlmsg_seq;
+      if (int sent = nl_send(sock_, msg); sent < 0) {
+        statuses[i] = Status::failure(fmt::format("{}: send: {}", requests[i - begin].what, nl_geterror(sent)));
+        continue;
+      }
+      in_flight[seq] = i;
+    }
+    acks.results.clear();
+    while (acks.results.size() < in_flight.size()) {
+      if (int err = nl_recvmsgs(sock_, cb.get()); err < 0) {
+        for (const auto& [seq, i] : in_flight) {
+          if (!acks.results.count(seq)) statuses[i] = Status::failure(fmt::format("rtnetlink acks: {}", nl_geterror(err)));
+        }
+        break;
+      }
+    }
+    for (const auto& [seq, error] : acks.results) {
+      auto it = in_flight.find(seq);
+      if (it == in_flight.end() || error == 0) continue;
+      const Request& request = requests[it->second - begin];
+      // Idempotent by identity: added already, or gone already, is done.
+      if (request.add && !request.replace && error == EEXIST) continue;
+      if (!request.add && (error == EADDRNOTAVAIL || error == ENOENT || error == ENODEV || error == ESRCH)) continue;
+      statuses[it->second] = Status::failure(request.what, error);
+    }
+  }
+  return statuses;
+}
+
+}  // namespace arpguard

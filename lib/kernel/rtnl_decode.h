@@ -1,0 +1,26 @@
+// rtnetlink messages (links, addresses of both families, local routes) as
+// the cache's values. Pure functions over received bytes, shared by dumps
+// and notifications, tested with captured messages.
+#pragma once
+
+#include <linux/netlink.h>
+
+#include <optional>
+#include <utility>
+
+#include "core/model.h"
+#include "core/observed_delta.h"
+
+namespace arpguard::rtnl {
+
+/// RTM_NEWLINK: the link; nullopt when malformed.
+std::optional<Link> decode_link(const nlmsghdr* nlh);
+/// RTM_NEWADDR / RTM_DELADDR of either family.
+std::optional<std::pair<AddressKey, AddressInfo>> decode_address(const nlmsghdr* nlh);
+/// RTM_NEWROUTE / RTM_DELROUTE: only type local routes of table local.
+std::optional<std::pair<RouteKey, RouteInfo>> decode_local_route(const nlmsghdr* nlh);
+
+/// Any of the above as a cache change; nullopt for everything else.
+std::optional<Delta> decode(const nlmsghdr* nlh);
+
+}  // namespace arpguard::rtnl

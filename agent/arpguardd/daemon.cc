@@ -81,22 +81,8 @@ std::string with_hint(const Error& error) {
 
 }  // namespace
 
-// The Verifier of the daemon: the kernel's own notifications since the plan
-// was made, folded into the Supervisor's cache, and sysctls read afresh.
-class Daemon::Verifier final : public arpguard::Verifier {
- public:
-  explicit Verifier(Daemon& daemon) : daemon_(daemon) {}
-  std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) override {
-    daemon_.drain_events();
-    daemon_.feed(input::Sysctls{daemon_.kernel_->sysctls().read(daemon_.supervisor_->sysctl_scopes())});
-    return daemon_.supervisor_->gaps_before_adding(vips);
-  }
-
- private:
-  Daemon& daemon_;
-};
-
 Daemon::~Daemon() {
+  driver_.reset();
   peers_.reset();
   checks_.reset();
   for (int fd : {epoll_fd_, signal_fd_, lock_fd_}) {
@@ -165,7 +151,7 @@ bool Daemon::open_loop() {
     }
   }
   checks_ = std::make_unique<CheckRunner>(epoll_fd_, [this](const IpPrefix& vip, CheckResult result) {
-    feed(input::CheckDone{vip, std::move(result)});
+    driver_->feed(input::CheckDone{vip, std::move(result)});
   });
   return true;
 }
@@ -214,7 +200,6 @@ bool Daemon::start() {
     return false;
   }
   kernel_ = std::move(*kernel);
-  engine_ = std::make_unique<Engine>(kernel_->apis());
   if (!open_loop() || !open_peers()) return false;
 
   Supervisor::Options options;
@@ -222,65 +207,26 @@ bool Daemon::start() {
   options.started = unix_time();
   options.unix_offset = unix_time() - monotonic();
   options.draining = ::access(drain_file().c_str(), F_OK) == 0;
-  supervisor_ = std::make_unique<Supervisor>(policy_, options);
-  if (auto interval = notifier_.watchdog_interval()) next_watchdog_ = monotonic();
-  for (Command& command : supervisor_->start(monotonic())) queue_.push_back(std::move(command));
-  execute();
+  driver_ = std::make_unique<Driver>(kernel_->apis(), kernel_->conntrack(), *this, policy_, options);
+  if (notifier_.watchdog_interval()) next_watchdog_ = monotonic();
+  driver_->start();
   return true;
 }
 
-void Daemon::feed(Input input) {
-  for (Command& command : supervisor_->handle(std::move(input), monotonic())) queue_.push_back(std::move(command));
-}
+double Daemon::now() const { return monotonic(); }
 
-void Daemon::execute() {
-  if (executing_) return;  // the outer call carries on with what was queued
-  executing_ = true;
-  while (!queue_.empty() && !exit_code_) {
-    Command command = std::move(queue_.front());
-    queue_.pop_front();
-    carry_out(std::move(command));
-  }
-  executing_ = false;
-}
+void Daemon::log(LogLevel level, const std::string& text) { log::line(static_cast<log::Priority>(level), text); }
 
-void Daemon::carry_out(Command command) {
-  std::visit(Overloaded{
-                 [&](command::ObserveAll&) { feed(input::Observed{engine_->observe()}); },
-                 [&](command::ReadSysctls& c) { feed(input::Sysctls{kernel_->sysctls().read(c.scopes)}); },
-                 [&](command::ReadConntrack&) { feed(input::Conntrack{kernel_->conntrack().read()}); },
-                 [&](command::Apply& c) {
-                   Verifier verifier(*this);
-                   ApplyOutcome outcome = engine_->apply(c.plan, verifier);
-                   // Our own changes come back as notifications: fold them in before the outcome.
-                   drain_events();
-                   feed(input::Applied{std::move(outcome)});
-                 },
-                 [&](command::ArmTimer& c) { timers_[c.id] = c.at; },
-                 [&](command::CancelTimer& c) { timers_.erase(c.id); },
-                 [&](command::RunChecks& c) { checks_->start(c.targets, c.timeout, monotonic()); },
-                 [&](command::ReplyReload& c) { reload_replies_[c.reply.request] = std::move(c.reply); },
-                 [&](command::PersistDrain& c) { persist_drain(c.draining); },
-                 [&](command::Notify& c) { notifier_.send(c.text); },
-                 [&](command::Log& c) { log::line(static_cast<log::Priority>(c.level), c.text); },
-                 [&](command::Exit& c) { exit_code_ = c.code; },
-             },
-             command);
-}
-
-void Daemon::drain_events() {
+input::Events Daemon::drain_events() {
+  input::Events in;
   for (EventSocket* socket : {rtnl_events_.get(), nft_events_.get()}) {
-    input::Events in;
     if (Status s = socket->drain(in.events, in.lost); !s) in.error = s.error();
-    if (!in.events.empty() || in.lost || in.error) feed(std::move(in));
   }
+  return in;
 }
 
-void Daemon::refresh_for_query() {
-  drain_events();
-  if (supervisor_->needs_sysctl_refresh(monotonic())) {
-    feed(input::Sysctls{kernel_->sysctls().read(supervisor_->sysctl_scopes())});
-  }
+void Daemon::run_checks(const std::vector<CheckTarget>& targets, double timeout) {
+  checks_->start(targets, timeout, monotonic());
 }
 
 void Daemon::persist_drain(bool draining) {
@@ -301,7 +247,8 @@ void Daemon::persist_drain(bool draining) {
 }
 
 HttpResponse Daemon::on_http(const HttpRequest& request) {
-  refresh_for_query();
+  driver_->refresh_for_query();
+  Supervisor& supervisor = driver_->supervisor();
   const double now = monotonic();
   auto readiness = [](bool ready, const std::vector<Reason>& reasons) {
     if (ready) return HttpResponse{200, "text/plain; charset=utf-8", "ready\n"};
@@ -313,28 +260,28 @@ HttpResponse Daemon::on_http(const HttpRequest& request) {
   };
   const std::string& path = request.path;
   if (path == "/ready") {
-    const ReadySummary summary = supervisor_->ready_summary(now);
+    const ReadySummary summary = supervisor.ready_summary(now);
     return readiness(summary.ready, summary.reasons);
   }
   if (path.rfind("/ready/", 0) == 0) {
     const std::string vip = path.substr(7);
     auto prefix = IpPrefix::parse(vip);
-    std::optional<VipStatus> status = prefix ? supervisor_->vip_status(prefix->address, now) : std::nullopt;
+    std::optional<VipStatus> status = prefix ? supervisor.vip_status(prefix->address, now) : std::nullopt;
     if (!status) return {404, "text/plain; charset=utf-8", "no such VIP in the policy: " + printable(vip) + "\n"};
     return readiness(status->ready, status->reasons);
   }
   if (path == "/status" || path == "/status/vips") {
-    return {200, "application/json", dump_json(to_json(supervisor_->snapshot(now, path == "/status/vips")), 2) + "\n"};
+    return {200, "application/json", dump_json(to_json(supervisor.snapshot(now, path == "/status/vips")), 2) + "\n"};
   }
   if (path == "/metrics") {
-    return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(supervisor_->snapshot(now, false))};
+    return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(supervisor.snapshot(now, false))};
   }
   return {404, "text/plain; charset=utf-8", "not found; try /ready, /ready/<vip>, /status, /status/vips, /metrics\n"};
 }
 
 std::string Daemon::on_agent_check() {
-  refresh_for_query();
-  const ReadySummary summary = supervisor_->ready_summary(monotonic());
+  driver_->refresh_for_query();
+  const ReadySummary summary = driver_->supervisor().ready_summary(monotonic());
   return agent_check_line(summary.ready, summary.only_draining, summary.reasons.empty() ? "" : summary.reasons.front().text);
 }
 
@@ -342,25 +289,20 @@ std::string Daemon::on_control(std::string_view line) {
   const std::string command(line.substr(0, line.find_last_not_of(" \r") + 1));
   nlohmann::json reply;
   if (command == "status" || command == "status vips") {
-    refresh_for_query();
-    reply = to_json(supervisor_->snapshot(monotonic(), command == "status vips"));
+    driver_->refresh_for_query();
+    reply = to_json(driver_->supervisor().snapshot(monotonic(), command == "status vips"));
   } else if (command == "drain" || command == "resume") {
-    feed(input::Drain{command == "drain"});
-    execute();
+    driver_->feed(input::Drain{command == "drain"});
     reply = {{"ok", true}, {"draining", command == "drain"}};
   } else if (command == "reload") {
     const uint64_t request = next_request_++;
-    feed(input::Reload{load_policy(policy_file_), request});
-    execute();
-    auto it = reload_replies_.find(request);
-    if (it == reload_replies_.end()) {
+    driver_->feed(input::Reload{load_policy(policy_file_), request});
+    if (std::optional<ReloadReply> r = driver_->take_reply(request)) {
+      reply = {{"ok", r->accepted}, {"accepted", r->accepted}, {"converged", r->converged}, {"errors", r->errors},
+               {"problems", r->problems}};
+    } else {
       reply = {{"ok", true}, {"accepted", true}, {"converged", false},
                {"problems", {"the new policy is in force; its changes wait for a contested resource (arpguard status)"}}};
-    } else {
-      const ReloadReply& r = it->second;
-      reply = {{"ok", r.accepted}, {"accepted", r.accepted}, {"converged", r.converged}, {"errors", r.errors},
-               {"problems", r.problems}};
-      reload_replies_.erase(it);
     }
   } else {
     reply = {{"ok", false}, {"error", "unknown command '" + printable(command) + "' (status, status vips, drain, resume, reload)"}};
@@ -372,43 +314,33 @@ void Daemon::on_signal() {
   signalfd_siginfo info{};
   while (::read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
     if (info.ssi_signo == SIGHUP) {
-      feed(input::Reload{load_policy(policy_file_), 0});
+      driver_->feed(input::Reload{load_policy(policy_file_), 0});
     } else {
-      feed(input::Stop{});
+      driver_->feed(input::Stop{});
     }
   }
 }
 
 double Daemon::next_wakeup() const {
-  double soonest = INFINITY;
-  for (const auto& [id, at] : timers_) soonest = std::min(soonest, at);
+  double soonest = driver_->next_timer();
   if (peers_) soonest = std::min(soonest, peers_->next_deadline());
   if (checks_) soonest = std::min(soonest, checks_->next_deadline());
   if (next_watchdog_ >= 0) soonest = std::min(soonest, next_watchdog_);
   return soonest;
 }
 
-void Daemon::fire_due_timers(double now) {
-  std::vector<TimerId> due;
-  for (const auto& [id, at] : timers_) {
-    if (at <= now) due.push_back(id);
-  }
-  for (TimerId id : due) {
-    timers_.erase(id);
-    feed(input::Timer{id});
-  }
-  if (next_watchdog_ >= 0 && next_watchdog_ <= now) {
-    // Pinged from the loop itself: a loop that stalls stops pinging.
-    notifier_.send("WATCHDOG=1");
-    next_watchdog_ = now + *notifier_.watchdog_interval() / 2;
-  }
+void Daemon::ping_watchdog(double now) {
+  if (next_watchdog_ < 0 || next_watchdog_ > now) return;
+  // Pinged from the loop itself: a loop that stalls stops pinging.
+  notifier_.send("WATCHDOG=1");
+  next_watchdog_ = now + *notifier_.watchdog_interval() / 2;
 }
 
 int Daemon::run() {
   ::signal(SIGPIPE, SIG_IGN);  // a peer that hangs up costs only its connection
   if (!start()) return 1;
   epoll_event events[kMaxEvents];
-  while (!exit_code_) {
+  while (!driver_->exit_code()) {
     const double wake = next_wakeup();
     const double now = monotonic();
     const int timeout_ms = std::isinf(wake) ? -1 : static_cast<int>(std::ceil(std::max(0.0, wake - now) * 1000));
@@ -422,22 +354,21 @@ int Daemon::run() {
       if (fd == signal_fd_) {
         on_signal();
       } else if (fd == rtnl_events_->fd() || fd == nft_events_->fd()) {
-        drain_events();
+        driver_->drain_events();
       } else if (fd == lock_fd_) {
         const int peer = ::accept4(lock_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (peer >= 0) ::close(peer);  // someone asked who holds the claim: they have their answer
       } else if (!checks_->handle(fd)) {
         peers_->handle(fd, events[i].events, monotonic());
       }
-      execute();
     }
     const double after = monotonic();
-    fire_due_timers(after);
+    driver_->fire_due_timers(after);
     peers_->expire(after);
     checks_->expire(after);
-    execute();
+    ping_watchdog(after);
   }
-  return *exit_code_;
+  return *driver_->exit_code();
 }
 
 }  // namespace arpguard

@@ -67,10 +67,9 @@ void Driver::drain_events() {
 }
 
 void Driver::refresh_for_query() {
+  // Sysctls send no notification: an answer reads them (a few small files) every time.
   pull_events();
-  if (supervisor_.needs_sysctl_refresh(host_.now())) {
-    enqueue(supervisor_.handle(input::Sysctls{kernel_.sysctls.read(supervisor_.sysctl_scopes())}, host_.now()));
-  }
+  enqueue(supervisor_.handle(input::Sysctls{kernel_.sysctls.read(supervisor_.sysctl_scopes())}, host_.now()));
   execute();
 }
 

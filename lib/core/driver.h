@@ -43,8 +43,8 @@ class Driver {
   void feed(Input input);
   /// Kernel notifications pending, fed in, and what they lead to carried out.
   void drain_events();
-  /// Before a readiness answer: current events, and sysctls no older than the
-  /// bound, fed in (a repair they call for runs first).
+  /// Before a readiness answer: current events, and sysctls read now, fed in
+  /// (a repair they call for runs first).
   void refresh_for_query();
   /// Fires every timer due at `now`.
   void fire_due_timers(double now);

@@ -28,15 +28,23 @@ std::vector<Reason> server_reasons(const Desired& desired, const Observed& obser
   for (const nft::TableSpec& table : desired.host.tables) {
     for (Reason& r : table_gaps(desired, observed, table.id)) reasons.push_back(std::move(r));
   }
+  // A VIP of the policy says so among its own reasons; any other (one being removed) is the server's.
+  auto in_policy = [&](const Resource& resource) {
+    if (resource.kind != Resource::Kind::kVip) return false;
+    auto prefix = IpPrefix::parse(resource.name);
+    if (!prefix) return false;
+    const DesiredVip* vip = desired.vips.bound_containing(prefix->address);
+    return (vip && vip->prefix == *prefix) || desired.vips.is_redirected(prefix->address);
+  };
   if (in.failing) {
     for (const auto& [resource, why] : *in.failing) {
-      if (resource.kind == Resource::Kind::kVip) continue;  // the VIP's own reasons say so
+      if (in_policy(resource)) continue;
       reasons.push_back(not_ready(ReasonKind::kRepairFailing, fmt::format("cannot repair {}: {}", resource.str(), why)));
     }
   }
   if (in.contested) {
     for (const auto& [resource, repairs] : *in.contested) {
-      if (resource.kind == Resource::Kind::kVip) continue;
+      if (in_policy(resource)) continue;
       reasons.push_back(not_ready(ReasonKind::kContested,
                                   fmt::format("{} is contested ({} repairs in the window)", resource.str(), repairs)));
     }

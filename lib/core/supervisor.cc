@@ -18,7 +18,6 @@ constexpr double kDebounceSeconds = 0.001;  // folds a burst (`ip addr flush`) i
 constexpr double kFirstRetry = 0.1;
 constexpr double kMaxRetry = 30.0;
 constexpr double kObserveRetry = 1.0;
-constexpr double kQueryRefresh = 0.25;       // a readiness answer reads sysctls older than this first
 constexpr double kFreshnessSlack = 1.0;      // readiness needs sysctls read within a poll interval plus this
 constexpr int kMaxImmediateRounds = 4;       // diffs in a row without waiting, before falling back to a retry
 constexpr size_t kCausesKept = 20;
@@ -165,6 +164,7 @@ void Supervisor::on_observed(Result<Observed> observed, double now, Out& out) {
   audit_in_flight_ = false;
   if (!observed) {
     observe_error_ = observed.error().message();
+    need_observe_ = true;  // the cache may have missed something: read everything at the retry
     log(out, LogLevel::kError, fmt::format("cannot read kernel state: {}", *observe_error_));
     arm_retry(now + kObserveRetry, out);
     notify_ready_state(now, out);
@@ -297,8 +297,10 @@ void Supervisor::arm_retry(double at, Out& out) {
   out.emplace_back(command::ArmTimer{TimerId::kRetry, at});
 }
 
-void Supervisor::reconcile(double now, Out& out) {
+void Supervisor::reconcile(double now, Out& out, bool follow_up) {
   if (phase_ != Phase::kRunning || !have_cache_ || applying_ || resync_in_flight_) return;
+  // Rounds that follow an apply with no news in between; anything else starts the count again.
+  if (!follow_up) immediate_rounds_ = 0;
   if (!pending_any_) {
     notify_ready_state(now, out);
     return;
@@ -307,6 +309,7 @@ void Supervisor::reconcile(double now, Out& out) {
   pending_ = DiffScope::of({}, false);
   pending_any_ = false;
   Plan plan = Diff(desired_, cache_, scope);
+  forget_failures_not_in(plan, scope, out);
   if (plan.empty()) {
     immediate_rounds_ = 0;
     churn_streak_ = 0;
@@ -358,7 +361,7 @@ void Supervisor::reconcile(double now, Out& out) {
       churn_logged_at_ = now;
     }
     arm_retry(now + backoff(churn_streak_), out);
-    request_resync_later_ = true;
+    need_observe_ = true;
     return;
   }
   converged_ = false;
@@ -367,6 +370,31 @@ void Supervisor::reconcile(double now, Out& out) {
   in_flight_ = std::move(plan);
   applying_ = true;
   out.emplace_back(command::Apply{*in_flight_});
+}
+
+void Supervisor::forget_failures_not_in(const Plan& plan, const DiffScope& scope, Out& out) {
+  // A resource whose repair failed but that no longer needs one (someone else fixed it,
+  // or the policy dropped it) is not failing any more.
+  std::set<Resource> needed;
+  for (const Action& action : plan.actions) needed.insert(resource_of(action));
+  for (auto it = failing_.begin(); it != failing_.end();) {
+    const Resource& r = it->first;
+    bool covered = scope.everything || (scope.host && r.kind != Resource::Kind::kVip);
+    if (!covered && r.kind == Resource::Kind::kVip) {
+      if (auto prefix = IpPrefix::parse(r.name)) {
+        covered = std::any_of(scope.regions.begin(), scope.regions.end(),
+                              [&](const IpRange& region) { return region.overlaps(IpRange::of(*prefix)); });
+      }
+    }
+    if (!covered || needed.count(r)) {
+      ++it;
+      continue;
+    }
+    log(out, LogLevel::kNotice, fmt::format("{} no longer needs a repair", r.str()));
+    failure_streak_.erase(r);
+    failure_logged_at_.erase(r);
+    it = failing_.erase(it);
+  }
 }
 
 std::vector<std::string> Supervisor::problems() const {
@@ -504,7 +532,7 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
     merge_scope(pending_, DiffScope::of(regions_of(plan), true));
     pending_any_ = true;
   }
-  reconcile(now, out);
+  reconcile(now, out, /*follow_up=*/true);
   notify_ready_state(now, out);
 }
 
@@ -516,11 +544,8 @@ void Supervisor::on_timer(TimerId id, double now, Out& out) {
       break;
     case TimerId::kRetry:
       retry_at_ = -1;
-      if (request_resync_later_ && !resync_in_flight_) {
-        request_resync_later_ = false;
-        resync_in_flight_ = true;
-        out.emplace_back(command::ObserveAll{});
-      } else if (!have_cache_ && !resync_in_flight_) {
+      if ((need_observe_ || !have_cache_) && !resync_in_flight_) {
+        need_observe_ = false;
         resync_in_flight_ = true;
         out.emplace_back(command::ObserveAll{});
       } else {
@@ -696,10 +721,6 @@ std::vector<std::string> Supervisor::sysctl_scopes() const {
   return scopes;
 }
 
-bool Supervisor::needs_sysctl_refresh(double now) const {
-  return sysctls_read_at_ < 0 || now - sysctls_read_at_ > kQueryRefresh;
-}
-
 bool Supervisor::fresh(double now) const {
   const double bound = policy_.agent.sysctl_poll_ms / 1000.0 + kFreshnessSlack;
   return have_cache_ && !resync_in_flight_ && !sysctl_error_ && sysctls_read_at_ >= 0 && now - sysctls_read_at_ <= bound;
@@ -868,7 +889,15 @@ void Supervisor::notify_ready_state(double now, Out& out) {
 }
 
 std::map<IpPrefix, std::vector<Reason>> Supervisor::gaps_before_adding(const std::vector<IpPrefix>& vips) const {
-  return arpguard::gaps_before_adding(desired_, cache_, vips);
+  std::map<IpPrefix, std::vector<Reason>> gaps = arpguard::gaps_before_adding(desired_, cache_, vips);
+  if (!sysctl_error_) return gaps;
+  // Sysctls that could not be read just now are not verified: a VIP that relies on them waits (I1).
+  for (const IpPrefix& prefix : vips) {
+    const DesiredVip* vip = desired_.vips.bound_containing(prefix.address);
+    if (!vip || prefix.family() != Family::kV4 || !uses_sysctls(vip->method)) continue;
+    gaps[prefix].push_back(not_ready(ReasonKind::kObserveFailed, "cannot read sysctls: " + *sysctl_error_));
+  }
+  return gaps;
 }
 
 StatusSnapshot Supervisor::snapshot(double now, bool all_vips) {

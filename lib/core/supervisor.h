@@ -115,8 +115,6 @@ class Supervisor {
   /// One input; the commands it leads to.
   std::vector<Command> handle(Input input, double now);
 
-  /// True when a readiness answer needs sysctls read first (older than the bound).
-  bool needs_sysctl_refresh(double now) const;
   /// The sysctl scopes to read (all, and every ARP-facing interface).
   std::vector<std::string> sysctl_scopes() const;
 
@@ -147,8 +145,9 @@ class Supervisor {
   void on_check(const input::CheckDone& done, double now, Out& out);
 
   /// Diffs what is pending and applies it, or records that nothing is needed.
-  void reconcile(double now, Out& out);
+  void reconcile(double now, Out& out, bool follow_up = false);
   void continue_removal(double now, Out& out);
+  void forget_failures_not_in(const Plan& plan, const DiffScope& scope, Out& out);
   void request_resync(Out& out, const char* why);
   void schedule_debounce(double now, Out& out);
   void arm_retry(double at, Out& out);
@@ -186,7 +185,7 @@ class Supervisor {
   int immediate_rounds_ = 0;
   int churn_streak_ = 0;          ///< times in a row changes did not hold
   double churn_logged_at_ = 0;
-  bool request_resync_later_ = false;
+  bool need_observe_ = false;     ///< the next retry reads everything again
   std::optional<Plan> in_flight_;
   DiffScope in_flight_scope_;
   bool in_flight_repair_ = false;

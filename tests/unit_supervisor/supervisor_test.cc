@@ -1,0 +1,315 @@
+// The Supervisor as a state machine: a fake kernel that can fail any call,
+// drift of every kind, stale data, draining, and every kind of action.
+#include <doctest/doctest.h>
+
+#include <cerrno>
+
+#include "rig.h"
+#include "rules/tables.h"
+
+using namespace arpguard;
+using namespace arpguard::testing;
+
+namespace {
+
+const std::string kOneVip = "[[vip]]\naddress = \"192.0.2.10\"\n";
+const std::string kEveryKind =
+    "[[vip]]\naddress = \"192.0.2.10\"\n"
+    "[[vip]]\naddress = \"2001:db8::10\"\n"
+    "[[vip]]\naddress = \"10.100.0.0/24\"\n"
+    "[[vip]]\naddress = \"198.51.100.7\"\nmethod = \"redirect\"\nports = [\"tcp:80\", \"tcp:8080->18080\"]\n";
+
+}  // namespace
+
+TEST_CASE("start: suppression, then VIPs; ready once, and READY=1 told once") {
+  Rig rig(kOneVip);
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.kernel.world.sysctls.at({"all", kArpIgnore}) == 1);
+  CHECK(rig.kernel.world.tables.count(rules::arp_table_id()) == 1);
+  // I1: the table batch and the sysctls were written before the VIP.
+  const auto& w = rig.kernel.writes;
+  const auto vip = std::find(w.begin(), w.end(), "add address 192.0.2.10/32 dev lo");
+  REQUIRE(vip != w.end());
+  CHECK(std::find(w.begin(), vip, "nft batch of 7") != vip);
+  CHECK(std::find(w.begin(), vip, "sysctl net.ipv4.conf.all.arp_ignore=1") != vip);
+  CHECK(rig.ready().ready);
+  CHECK(std::count_if(rig.host.notifications.begin(), rig.host.notifications.end(),
+                      [](const std::string& n) { return n.rfind("READY=1", 0) == 0; }) == 1);
+  CHECK(rig.logged("<6>ready: guarding 1 VIP(s), method both"));
+}
+
+TEST_CASE("every kind of VIP is applied: IPv4 address, IPv6 address, local route, redirect") {
+  Rig rig(kEveryKind);
+  CHECK(rig.has_address("192.0.2.10/32"));
+  const AddressKey v6 = address("2001:db8::10/128");
+  REQUIRE(rig.kernel.world.addresses.count(v6));
+  CHECK(rig.kernel.world.addresses.at(v6).deprecated());
+  CHECK(rig.kernel.world.local_routes.count(RouteKey{*IpPrefix::parse("10.100.0.0/24"), 0}));
+  CHECK_FALSE(rig.has_address("198.51.100.7/32"));
+  CHECK(rig.kernel.world.tables.count(rules::ndp_table_id()));
+  CHECK(rig.kernel.world.tables.count(rules::nat_table_id(Family::kV4)));
+  CHECK(rig.kernel_meets_policy());
+  const ReadySummary ready = rig.ready();
+  CHECK_MESSAGE(ready.ready, Rig::texts(ready.reasons));
+  CHECK(rig.status().vips_ready == 4);
+}
+
+TEST_CASE("a deleted VIP is repaired, logged with its cause and counted as one repair") {
+  Rig rig(kOneVip);
+  rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
+  CHECK_FALSE(rig.ready().ready);  // the cache says so at once, before the repair
+  rig.settle();
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.logged("<5>repair after RTM_DELADDR 192.0.2.10/32 dev lo: add vip 192.0.2.10/32 dev lo"));
+  const StatusSnapshot status = rig.status();
+  CHECK(status.repairs_total == 1);
+  CHECK(status.repair_failures_total == 0);
+  CHECK(rig.ready().ready);
+}
+
+TEST_CASE("each kind of nft drift is repaired: element, rule, whole table") {
+  Rig rig("[agent]\nown_nft_table = false\n" + kOneVip);
+  const nft::TableId arp = rules::arp_table_id();
+  rig.kernel.foreign_delete_elements(SetRef{arp, "vips"});
+  rig.settle();
+  CHECK(rig.kernel_meets_policy());
+  const uint64_t handle = rig.kernel.world.tables.at(arp).rules.begin()->first;
+  rig.kernel.foreign_delete_rule(arp, handle);
+  rig.settle();
+  CHECK(rig.kernel_meets_policy());
+  rig.kernel.foreign_delete_table(arp);
+  rig.settle();
+  CHECK(rig.kernel_meets_policy());
+  CHECK(rig.status().repairs_total == 3);
+}
+
+TEST_CASE("a reset sysctl is seen at the next poll, or sooner by a readiness query, and repaired") {
+  Rig rig(kOneVip);
+  rig.kernel.foreign_set_sysctl({"all", kArpIgnore}, 0);
+  rig.advance(1.1);  // no notification exists for sysctls: the poll finds it
+  CHECK(rig.kernel.world.sysctls.at({"all", kArpIgnore}) == 1);
+  CHECK(rig.logged("<5>repair after sysctl net.ipv4.conf.all.arp_ignore is 0, want 1"));
+
+  // A query reads sysctls first: a drift it finds is repaired before the answer,
+  // and when the repair fails the answer says so.
+  rig.kernel.fail_always[Call::kSysctlWrite] = EROFS;
+  rig.kernel.foreign_set_sysctl({"all", kArpIgnore}, 0);
+  const ReadySummary now = rig.ready();
+  CHECK_FALSE(now.ready);
+  CHECK(has_reason(now.reasons, ReasonKind::kSysctlWrong));
+  rig.kernel.fail_always.clear();
+  rig.advance(1);
+  CHECK(rig.ready().ready);
+}
+
+TEST_CASE("reading the kernel fails at start: not ready, naming the error; retried until it works") {
+  Rig rig(kOneVip, /*start=*/false);
+  rig.kernel.fail_next[Call::kLinks] = {EIO, EIO};
+  rig.boot();
+  const ReadySummary ready = rig.ready();
+  CHECK_FALSE(ready.ready);
+  CHECK(has_reason(ready.reasons, ReasonKind::kObserveFailed));
+  CHECK(Rig::texts(ready.reasons).find("Input/output error") != std::string::npos);
+  CHECK(rig.logged("<3>cannot read kernel state: RTM_GETLINK dump: Input/output error"));
+  CHECK_FALSE(rig.has_address("192.0.2.10/32"));
+  rig.advance(2.5);
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.ready().ready);
+}
+
+TEST_CASE("a sysctl write failing with EROFS: reported as failing, not a repair, VIP not added, retried") {
+  Rig rig("[arp]\nmethod = \"sysctl\"\n" + kOneVip, /*start=*/false);
+  rig.kernel.fail_always[Call::kSysctlWrite] = EROFS;
+  rig.boot();
+  CHECK_FALSE(rig.has_address("192.0.2.10/32"));  // I1: no VIP without its suppression
+  const StatusSnapshot status = rig.status();
+  CHECK(status.repairs_total == 0);
+  CHECK(status.repair_failures_total >= 1);
+  CHECK(status.contested.empty());  // nobody fought over it: it just cannot be written
+  const ReadySummary ready = rig.ready();
+  CHECK_FALSE(ready.ready);
+  CHECK(has_reason(ready.reasons, ReasonKind::kRepairFailing));
+  CHECK(Rig::texts(ready.reasons).find("cannot repair sysctl net.ipv4.conf.all.arp_ignore: write sysctl "
+                                       "net.ipv4.conf.all.arp_ignore = 1: Read-only file system") != std::string::npos);
+  const size_t writes = rig.kernel.writes.size();
+  rig.advance(0.5);  // retried with backoff, not in a tight loop
+  const uint64_t failures = rig.status().repair_failures_total;
+  CHECK(failures > status.repair_failures_total);
+  CHECK(failures < 10);
+  CHECK(rig.kernel.writes.size() == writes);
+  rig.kernel.fail_always.clear();
+  rig.advance(30);
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.ready().ready);
+  CHECK(rig.logged("sysctl net.ipv4.conf.all.arp_ignore repaired again"));
+}
+
+TEST_CASE("nft refusing the batch (EPERM) and the device gone (ENODEV): each named, each retried") {
+  Rig rig(kOneVip, false);
+  rig.kernel.fail_next[Call::kNftApply] = {EPERM};
+  rig.boot();
+  CHECK(rig.logged("<3>cannot repair nft table arp arpguard: nft batch: Operation not permitted"));
+  CHECK_FALSE(rig.has_address("192.0.2.10/32"));
+  rig.advance(1);
+  CHECK(rig.has_address("192.0.2.10/32"));
+
+  rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
+  rig.kernel.fail_next[Call::kRtnlAdd] = {ENODEV};
+  rig.settle();
+  CHECK(rig.logged("<3>cannot repair vip 192.0.2.10/32: RTM_NEWADDR 192.0.2.10/32: No such device"));
+  rig.advance(1);
+  CHECK(rig.has_address("192.0.2.10/32"));
+}
+
+TEST_CASE("lost events: everything is read again and repaired") {
+  Rig rig(kOneVip);
+  rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
+  rig.kernel.lose_events = true;  // the notification of that deletion is lost
+  rig.settle();
+  CHECK(rig.logged("kernel events were lost (socket overrun): full resync"));
+  CHECK(rig.has_address("192.0.2.10/32"));
+}
+
+TEST_CASE("readiness fails closed: sysctls that cannot be read make it not ready, naming why") {
+  Rig rig(kOneVip);
+  CHECK(rig.ready().ready);
+  rig.kernel.fail_always[Call::kSysctlRead] = EACCES;
+  rig.advance(2.5);  // past a poll interval and the slack
+  const ReadySummary ready = rig.ready();
+  CHECK_FALSE(ready.ready);
+  CHECK(Rig::texts(ready.reasons).find("Permission denied") != std::string::npos);
+  rig.kernel.fail_always.clear();
+  CHECK(rig.ready().ready);
+}
+
+TEST_CASE("draining alone is a drain; draining while broken is broken") {
+  Rig rig(kOneVip);
+  rig.driver->feed(input::Drain{true});
+  CHECK(rig.host.drain_file);
+  ReadySummary ready = rig.ready();
+  CHECK_FALSE(ready.ready);
+  CHECK(ready.only_draining);
+  rig.kernel.fail_always[Call::kRtnlAdd] = EPERM;  // the VIP goes and cannot come back
+  rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
+  rig.settle();
+  ready = rig.ready();
+  CHECK_FALSE(ready.only_draining);
+  CHECK(has_reason(ready.reasons, ReasonKind::kVipMissing));
+  rig.kernel.fail_always.clear();
+  rig.driver->feed(input::Drain{false});
+  rig.advance(1);
+  CHECK(rig.ready().ready);
+}
+
+TEST_CASE("a resource undone again and again is contested, repaired with backoff, then calms down") {
+  Rig rig("[agent]\ncontested_repairs = 3\ncontested_window_ms = 2000\n" + kOneVip);
+  for (int i = 0; i < 12; ++i) {
+    rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
+    rig.advance(0.1);
+  }
+  CHECK(rig.logged("<4>contested: vip 192.0.2.10/32 undone again and again"));
+  CHECK(rig.logged("backing off"));
+  CHECK(has_reason(rig.ready().reasons, ReasonKind::kContested));
+  rig.advance(6);
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.ready().ready);
+  CHECK(rig.logged("no longer contested: vip 192.0.2.10/32"));
+}
+
+TEST_CASE("a VIP at scope global under arp_ignore = 3 is replaced at scope host, suppression first") {
+  Rig rig("[arp]\narp_ignore = 3\n" + kOneVip, false);
+  rig.kernel.world.put_address(address("192.0.2.10/32"), AddressInfo{kScopeGlobal, kAddrFlagPermanent});
+  rig.boot();
+  REQUIRE(rig.kernel.world.addresses.count(address("192.0.2.10/32")));
+  CHECK(rig.kernel.world.addresses.at(address("192.0.2.10/32")).scope == kScopeHost);
+  const auto& w = rig.kernel.writes;
+  const auto del = std::find(w.begin(), w.end(), "del address 192.0.2.10/32 dev lo");
+  const auto sysctl = std::find(w.begin(), w.end(), "sysctl net.ipv4.conf.all.arp_ignore=3");
+  const auto add = std::find(w.begin(), w.end(), "add address 192.0.2.10/32 dev lo");
+  CHECK(del < sysctl);
+  CHECK(sysctl < add);
+  CHECK(rig.ready().ready);
+}
+
+TEST_CASE("reload: a bad policy is rejected with its errors and changes nothing; a good one answers when met") {
+  Rig rig(kOneVip + "[[vip]]\naddress = \"192.0.2.11\"\n");
+  PolicyResult bad = parse_policy("[[vip]]\naddress = \"192.0.2.12\"\nport = 80\n", "p.toml");
+  rig.driver->feed(input::Reload{bad, 7});
+  std::optional<ReloadReply> reply = rig.driver->take_reply(7);
+  REQUIRE(reply);
+  CHECK_FALSE(reply->accepted);
+  CHECK(reply->errors == std::vector<std::string>{"p.toml:3:1: unknown key 'vip.port'"});
+  CHECK(rig.has_address("192.0.2.11/32"));
+
+  rig.driver->feed(input::Reload{parse_policy(kOneVip, "p.toml"), 8});
+  reply = rig.driver->take_reply(8);
+  REQUIRE(reply);
+  CHECK(reply->accepted);
+  CHECK(reply->converged);
+  CHECK_FALSE(rig.has_address("192.0.2.11/32"));
+  // I8: the VIP went first, its suppression only once it was gone.
+  const ObservedSet& set = rig.kernel.world.tables.at(rules::arp_table_id()).sets.at("vips");
+  CHECK(set.all_elements().size() == 1);
+  CHECK(set.all_elements()[0].addresses.str() == "192.0.2.10");
+}
+
+TEST_CASE("a lost state record and a policy with no VIPs: a VIP still on lo keeps its suppression") {
+  Rig rig(kOneVip);
+  // arpguardd stops, its record is lost, and it starts again with a policy of no VIPs.
+  rig.kernel.state_record = ManagedState{};
+  rig.policy = policy_of("");
+  rig.boot();
+  CHECK(rig.has_address("192.0.2.10/32"));  // ownership unknown: kept
+  REQUIRE(rig.kernel.world.tables.count(rules::arp_table_id()));
+  CHECK(rig.kernel.world.tables.at(rules::arp_table_id()).sets.at("vips").size() == 1);
+  CHECK(rig.kernel.world.sysctls.at({"all", kArpIgnore}) == 1);
+}
+
+TEST_CASE("stop with on_stop = remove: VIPs first, then tables, sysctls back to before; exit 0") {
+  Rig rig("[agent]\non_stop = \"remove\"\n" + kEveryKind, false);
+  rig.kernel.world.sysctls[{"all", kArpAnnounce}] = 1;
+  rig.boot();
+  rig.driver->feed(input::Stop{});
+  rig.settle();
+  REQUIRE(rig.driver->exit_code());
+  CHECK(*rig.driver->exit_code() == 0);
+  CHECK_FALSE(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.kernel.world.local_routes.empty());
+  CHECK(rig.kernel.world.tables.empty());
+  CHECK(rig.kernel.world.sysctls.at({"all", kArpIgnore}) == 0);
+  CHECK(rig.kernel.world.sysctls.at({"all", kArpAnnounce}) == 1);
+  const auto& w = rig.kernel.writes;
+  const auto last_vip = std::find(w.rbegin(), w.rend(), "del address 192.0.2.10/32 dev lo");
+  const auto first_table = std::find(w.rbegin(), w.rend(), "nft batch of 3");
+  CHECK(last_vip != w.rend());
+  CHECK(first_table < last_vip);  // (reverse iterators: the table batch came later)
+}
+
+TEST_CASE("the policy checked against the kernel at start: a VIP that is eth0's own address exits 1") {
+  Rig rig("[[vip]]\naddress = \"192.0.2.1\"\n");
+  REQUIRE(rig.driver->exit_code());
+  CHECK(*rig.driver->exit_code() == 1);
+  CHECK(rig.logged("<3>p.toml:2:11: vip.address: 192.0.2.1 is the own address of eth0 (192.0.2.1/24), not a VIP"));
+  CHECK(rig.kernel.writes.empty());
+}
+
+TEST_CASE("an unreadable state record: a warning, and protection as usual") {
+  Rig rig(kOneVip, false);
+  rig.kernel.fail_next[Call::kStateLoad] = {EACCES};
+  rig.boot();
+  CHECK(rig.logged("<4>the state record cannot be read"));
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.ready().ready);
+}
+
+TEST_CASE("the audit compares the event-fed cache with the kernel and counts differences") {
+  Rig rig("[agent]\naudit_interval_ms = 1000\n" + kOneVip);
+  rig.advance(1.1);
+  CHECK(rig.status().cache_divergence_total == 0);
+  // A change the kernel made without telling anyone (a lost notification).
+  rig.kernel.world.remove_address(address("192.0.2.10/32"));
+  rig.advance(1.1);
+  CHECK(rig.status().cache_divergence_total == 1);
+  CHECK(rig.has_address("192.0.2.10/32"));
+}
+

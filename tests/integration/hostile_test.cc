@@ -1,0 +1,1 @@
+// Placeholder: the hostile-peer and operator-mistake cases of issue 8 land here.

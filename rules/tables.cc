@@ -97,13 +97,16 @@ RuleSpec ndp_drop(std::string chain, uint8_t icmp_type) {
 // daddr . l4proto . dport into consecutive registers, as nft lays out a concatenation.
 std::vector<nft::Expr> concat_key(Family family) {
   const bool v4 = family == Family::kV4;
-  // After the address: the next 32-bit registers (an IPv6 address fills four).
-  const uint32_t proto_reg = v4 ? NFT_REG32_01 : NFT_REG32_04;
+  // After the address, the next 32-bit registers. An IPv6 address fills the whole
+  // first 16-byte register, so the protocol starts the second: the kernel names
+  // such a register by its 16-byte number (NFT_REG_2), as nft does.
+  const uint32_t proto_reg = v4 ? NFT_REG32_01 : NFT_REG_2;
+  const uint32_t port_reg = v4 ? NFT_REG32_02 : NFT_REG32_05;
   return {nft::payload_load(NFT_PAYLOAD_NETWORK_HEADER, v4 ? kIpv4DaddrOffset : kIpv6DaddrOffset, v4 ? 4 : 16,
                             NFT_REG_1),
           nft::meta_load(NFT_META_L4PROTO, proto_reg),
           nft::byteorder(proto_reg, proto_reg, NFT_BYTEORDER_HTON, 1, 2),
-          nft::payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, kDportOffset, 2, proto_reg + 1)};
+          nft::payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, kDportOffset, 2, port_reg)};
 }
 
 RuleSpec nat_keep(Family family) {

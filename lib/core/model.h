@@ -135,6 +135,7 @@ struct ObservedChain {
   uint32_t policy = 1;  ///< NF_ACCEPT
   bool base = false;    ///< hooked; a regular chain is never arpguard's
 
+  bool operator==(const ObservedChain&) const = default;
   bool matches(const nft::ChainSpec& spec) const {
     return base && type == spec.type && hook == spec.hook && priority == spec.priority && policy == 1;
   }

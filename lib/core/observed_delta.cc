@@ -21,6 +21,8 @@ Touched region(const IpRange& range, bool host, bool changed) { return Touched{f
 Touched host_only(bool changed) { return Touched{false, {}, true, changed}; }
 // A change to a table, set or chain: every VIP's suppression is in question.
 Touched structure(bool changed) { return Touched{false, {}, true, changed, false, true}; }
+// A change to something of a table the cache does not hold: a late event, or a missed one.
+Touched unknown_table() { return Touched{false, {}, true, false, true, false}; }
 
 ObservedTable* table_of(Observed& observed, const nft::TableId& id) {
   auto it = observed.tables.find(id);
@@ -69,7 +71,11 @@ Touched apply_delta(Observed& observed, const Delta& change) {
               if (key.link_index == d.index) gone.push_back(key);
             }
             for (const AddressKey& key : gone) observed.remove_address(key);
-            return Touched{true, {}, true, changed || !gone.empty()};
+            // The kernel sends no RTM_DELROUTE for the routes that go with a link.
+            const size_t routes = std::erase_if(observed.local_routes, [&](const auto& entry) {
+              return entry.second.link_index == d.index;
+            });
+            return Touched{true, {}, true, changed || !gone.empty() || routes != 0};
           },
           [&](const delta::AddressUpsert& d) {
             auto it = observed.addresses.find(d.key);
@@ -93,8 +99,9 @@ Touched apply_delta(Observed& observed, const Delta& change) {
             return region(IpRange::of(d.key.destination), false, changed);
           },
           [&](const delta::TableUpsert& d) {
+            const bool existed = observed.tables.count(d.table) != 0;
             ObservedTable& table = observed.tables[d.table];
-            const bool changed = table.flags != d.flags || table.owner != d.owner;
+            const bool changed = !existed || table.flags != d.flags || table.owner != d.owner;
             table.flags = d.flags;
             table.owner = d.owner;
             return structure(changed);
@@ -103,31 +110,46 @@ Touched apply_delta(Observed& observed, const Delta& change) {
             return structure(observed.tables.erase(d.table) != 0);
           },
           [&](const delta::ChainUpsert& d) {
-            ObservedTable& table = observed.tables[d.table];
-            table.chains[d.name] = d.chain;
-            return structure(true);
+            // Late, for a table the cache does not hold: read everything again rather than invent it.
+            ObservedTable* table = table_of(observed, d.table);
+            if (!table) return unknown_table();
+            auto it = table->chains.find(d.name);
+            const bool changed = it == table->chains.end() || !(it->second == d.chain);
+            table->chains[d.name] = d.chain;
+            return structure(changed);
           },
           [&](const delta::ChainRemoved& d) {
             ObservedTable* table = table_of(observed, d.table);
             return structure(table && table->chains.erase(d.name) != 0);
           },
           [&](const delta::SetUpsert& d) {
-            ObservedSet& set = observed.tables[d.table].sets[d.name];
+            ObservedTable* table = table_of(observed, d.table);
+            if (!table) return unknown_table();
+            auto it = table->sets.find(d.name);
+            const bool changed = it == table->sets.end() || it->second.flags != d.set.flags ||
+                                 it->second.key_type != d.set.key_type || it->second.key_len != d.set.key_len ||
+                                 it->second.data_type != d.set.data_type || it->second.data_len != d.set.data_len;
+            ObservedSet& set = table->sets[d.name];
             // A definition: the elements this cache holds stay.
             set.flags = d.set.flags;
             set.key_type = d.set.key_type;
             set.key_len = d.set.key_len;
             set.data_type = d.set.data_type;
             set.data_len = d.set.data_len;
-            return structure(true);
+            return structure(changed);
           },
           [&](const delta::SetRemoved& d) {
             ObservedTable* table = table_of(observed, d.table);
             return structure(table && table->sets.erase(d.name) != 0);
           },
           [&](const delta::RuleUpsert& d) {
-            observed.tables[d.table].rules[d.rule.handle] = d.rule;
-            return host_only(true);
+            ObservedTable* table = table_of(observed, d.table);
+            if (!table) return unknown_table();
+            auto it = table->rules.find(d.rule.handle);
+            const bool changed = it == table->rules.end() || it->second.chain != d.rule.chain ||
+                                 it->second.exprs != d.rule.exprs;
+            table->rules[d.rule.handle] = d.rule;  // counters move on; they are news to no one
+            return host_only(changed);
           },
           [&](const delta::RuleRemoved& d) {
             ObservedTable* table = table_of(observed, d.table);
@@ -228,6 +250,11 @@ void compare_maps(const Map& cache, const Map& fresh, const char* what, Describe
   }
 }
 
+bool same_definition(const ObservedSet& a, const ObservedSet& b) {
+  return a.flags == b.flags && a.key_type == b.key_type && a.key_len == b.key_len && a.data_type == b.data_type &&
+         a.data_len == b.data_len;
+}
+
 bool same_rules(const ObservedTable& a, const ObservedTable& b) {
   if (a.rules.size() != b.rules.size()) return false;
   for (auto x = a.rules.begin(), y = b.rules.begin(); x != a.rules.end(); ++x, ++y) {
@@ -252,11 +279,20 @@ std::vector<std::string> divergences(const Observed& cache, const Observed& fres
     }
     if (cached->flags != table.flags) out.push_back(fmt::format("nft table {} flags differ", id.str()));
     if (!same_rules(*cached, table)) out.push_back(fmt::format("nft table {} rules differ", id.str()));
+    compare_maps(cached->chains, table.chains, "nft chain", [&](const std::string& name) { return id.str() + " " + name; },
+                 out);
     for (const auto& [name, set] : table.sets) {
       auto it = cached->sets.find(name);
-      if (it == cached->sets.end() || it->second.all_elements() != set.all_elements()) {
+      if (it == cached->sets.end()) {
+        out.push_back(fmt::format("nft set {} @{} present but not cached", id.str(), name));
+      } else if (!same_definition(it->second, set)) {
+        out.push_back(fmt::format("nft set {} @{} definition differs", id.str(), name));
+      } else if (it->second.all_elements() != set.all_elements()) {
         out.push_back(fmt::format("nft set {} @{} elements differ", id.str(), name));
       }
+    }
+    for (const auto& [name, set] : cached->sets) {
+      if (!table.sets.count(name)) out.push_back(fmt::format("nft set {} @{} cached but gone", id.str(), name));
     }
   }
   for (const auto& [id, table] : cache.tables) {

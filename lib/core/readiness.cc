@@ -146,8 +146,10 @@ std::vector<Reason> redirect_reasons(const Desired& desired, const Observed& obs
                                               device_name(observed, key.link_index))));
     }
   }
+  // A local route the kernel made for an address is that address's; others count.
   auto route = observed.local_routes.lower_bound(RouteKey{prefix, 0});
-  if (route != observed.local_routes.end() && route->first.destination == prefix) {
+  if (route != observed.local_routes.end() && route->first.destination == prefix &&
+      route->second.protocol != kRouteProtoKernel) {
     reasons.push_back(not_ready(ReasonKind::kRedirectConfigured,
                                 fmt::format("redirected vip {} has a local route", name)));
   }

@@ -124,7 +124,7 @@ std::map<IpPrefix, bool> protection(const Observed& world, const Policy& all) {
 struct Outcome {
   bool failed = false;
   std::string why;
-  std::vector<std::string> log;  ///< the daemon's log and the steps, interleaved
+  std::vector<std::string> log = {};  ///< the daemon's log and the steps, interleaved
 };
 
 Outcome run(const std::vector<Step>& steps) {

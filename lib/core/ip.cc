@@ -44,7 +44,7 @@ std::optional<IpAddress> IpAddress::parse(std::string_view text) {
     return IpAddress::v4(*v4);
   }
   // inet_pton wants a NUL-terminated string; IPv6 text is at most 45 characters.
-  if (text.size() > 45) return std::nullopt;
+  if (text.size() > 45 || text.find('\0') != std::string_view::npos) return std::nullopt;
   char buffer[46] = {};
   std::memcpy(buffer, text.data(), text.size());
   uint8_t bytes[16];

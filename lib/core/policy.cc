@@ -80,6 +80,32 @@ std::optional<uint16_t> parse_port(std::string_view text) {
   return static_cast<uint16_t>(port);
 }
 
+/// Ranges no VIP may touch, and why.
+struct Unusable {
+  const char* prefix;
+  const char* why;
+};
+constexpr Unusable kUnusable[] = {
+    {"0.0.0.0/8", "in 0.0.0.0/8 (this network)"},
+    {"127.0.0.0/8", "in the loopback range 127.0.0.0/8"},
+    {"169.254.0.0/16", "in the link-local range 169.254.0.0/16"},
+    {"224.0.0.0/4", "in the multicast range 224.0.0.0/4"},
+    {"240.0.0.0/4", "in the reserved range 240.0.0.0/4"},
+    {"::/128", "the unspecified address"},
+    {"::1/128", "the loopback address"},
+    {"::ffff:0:0/96", "in the IPv4-mapped range ::ffff:0:0/96"},
+    {"fe80::/10", "in the link-local range fe80::/10"},
+    {"ff00::/8", "in the multicast range ff00::/8"},
+};
+
+/// Why a prefix cannot be a VIP (it holds an address no VIP may be); nullptr when it can.
+const char* unusable_range(const IpPrefix& prefix) {
+  for (const Unusable& u : kUnusable) {
+    if (IpPrefix::parse(u.prefix)->overlaps(prefix)) return u.why;
+  }
+  return nullptr;
+}
+
 /// Why an address cannot be a VIP; nullptr when it can.
 const char* unusable_vip_address(const IpAddress& ip) {
   if (ip.is_unspecified()) return "the unspecified address";
@@ -361,7 +387,8 @@ class PolicyReader {
       auto text = string_of(value_node, item);
       if (!text) continue;
       auto ip = IpAddress::parse(*text);
-      if (!ip || ip->family != Family::kV4 || ip->is_unspecified() || ip->is_multicast() || ip->is_loopback()) {
+      if (!ip || ip->family != Family::kV4 || ip->is_unspecified() || ip->is_multicast() || ip->is_loopback() ||
+          ip->is_reserved() || ip->value == 0xffffffffu) {
         error(value_node.source(), fmt::format("{}: '{}' is not a usable IPv4 address", item, *text));
         continue;
       }
@@ -413,6 +440,14 @@ class PolicyReader {
     VipPolicy vip;
     vip.method = policy_.arp.method;
     bool ok = read_vip_address(*keys.address, vip);
+    if (!ok) {
+      // Its other keys are checked on their own; checks against the address would name a VIP that is not.
+      if (keys.method) method_of(*keys.method, "vip.method");
+      if (keys.device) {
+        if (auto value = string_of(*keys.device, "vip.device")) check_interface_name(*value, *keys.device, "vip.device");
+      }
+      return;
+    }
     if (keys.method) {
       if (auto method = method_of(*keys.method, "vip.method")) {
         vip.method = *method;
@@ -452,15 +487,10 @@ class PolicyReader {
       error(node.source(), fmt::format("vip.address: {} is {}, not a usable VIP", prefix->address.str(), why));
       return false;
     }
-    // A prefix that reaches into an unusable range (0.0.0.0/1, ::/0) is as bad.
+    // A prefix that reaches into an unusable range (0.0.0.0/1, fe00::/8) is as bad.
     if (!prefix->is_host()) {
-      const IpAddress last = prefix->last();
-      const char* why = unusable_vip_address(last);
-      if (!why && prefix->family() == Family::kV4 && prefix->contains(*IpAddress::parse("127.0.0.1"))) {
-        why = "in the loopback range 127.0.0.0/8";
-      }
-      if (why) {
-        error(node.source(), fmt::format("vip.address: {} reaches {}, which is {}", prefix->str(), last.str(), why));
+      if (const char* why = unusable_range(*prefix)) {
+        error(node.source(), fmt::format("vip.address: {} holds addresses {}, not usable as VIPs", prefix->str(), why));
         return false;
       }
     }
@@ -620,7 +650,8 @@ class PolicyReader {
         const VipPolicy& first = earlier.where.line <= vip.where.line ? earlier : vip;
         const VipPolicy& second = &first == &earlier ? vip : earlier;
         error_at(second.where, same ? fmt::format("vip.address: duplicate VIP {} (first at line {})",
-                                                  vip.prefix.address.str(), first.where.line)
+                                                  vip.prefix.is_host() ? vip.prefix.address.str() : vip.prefix.str(),
+                                                  first.where.line)
                                     : fmt::format("vip.address: {} overlaps {} (line {})", second.prefix.str(),
                                                   first.prefix.str(), first.where.line));
       }

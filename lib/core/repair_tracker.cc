@@ -12,21 +12,31 @@ constexpr double kMaxBackoff = 5.0;
 
 }  // namespace
 
+void RepairTracker::forget_before(History& history, double now) const {
+  while (!history.times.empty() && now - history.times.front() >= window_) history.times.pop_front();
+}
+
 bool RepairTracker::record(const Resource& resource, double now) {
-  std::deque<double>& times = repairs_[resource];
-  const bool was = is_contested(times);
-  times.push_back(now);
-  return !was && is_contested(times);
+  History& history = repairs_[resource];
+  forget_before(history, now);
+  history.times.push_back(now);
+  if (history.contested) {
+    ++history.streak;
+    return false;
+  }
+  if (static_cast<int>(history.times.size()) <= threshold_) return false;
+  history.contested = true;
+  history.streak = 1;
+  return true;
 }
 
 double RepairTracker::next_allowed(const std::vector<Resource>& resources, double now) const {
   double allowed = now;
   for (const Resource& resource : resources) {
     auto it = repairs_.find(resource);
-    if (it == repairs_.end() || !is_contested(it->second)) continue;
-    const int excess = static_cast<int>(it->second.size()) - threshold_;
-    const double backoff = std::min(kMaxBackoff, kFirstBackoff * std::pow(2.0, excess - 1));
-    allowed = std::max(allowed, it->second.back() + backoff);
+    if (it == repairs_.end() || !it->second.contested || it->second.times.empty()) continue;
+    const double backoff = std::min(kMaxBackoff, kFirstBackoff * std::pow(2.0, it->second.streak - 1));
+    allowed = std::max(allowed, it->second.times.back() + backoff);
   }
   return allowed;
 }
@@ -34,24 +44,23 @@ double RepairTracker::next_allowed(const std::vector<Resource>& resources, doubl
 std::vector<Resource> RepairTracker::expire(double now) {
   std::vector<Resource> calmed;
   for (auto it = repairs_.begin(); it != repairs_.end();) {
-    std::deque<double>& times = it->second;
-    const bool was = is_contested(times);
+    History& history = it->second;
+    forget_before(history, now);
     // A contested resource stays so until it has been quiet for a whole window.
-    if (was && now - times.back() < window_) {
+    if (history.times.empty()) {
+      if (history.contested) calmed.push_back(it->first);
+      it = repairs_.erase(it);
+    } else {
       ++it;
-      continue;
     }
-    while (!times.empty() && now - times.front() >= window_) times.pop_front();
-    if (was && !is_contested(times)) calmed.push_back(it->first);
-    it = times.empty() ? repairs_.erase(it) : std::next(it);
   }
   return calmed;
 }
 
 std::map<Resource, int> RepairTracker::contested() const {
   std::map<Resource, int> out;
-  for (const auto& [resource, times] : repairs_) {
-    if (is_contested(times)) out[resource] = static_cast<int>(times.size());
+  for (const auto& [resource, history] : repairs_) {
+    if (history.contested) out[resource] = static_cast<int>(history.times.size());
   }
   return out;
 }

@@ -1,10 +1,10 @@
 // Which resources someone keeps undoing. Pure: the caller passes the time.
 //
-// A resource (a VIP, a sysctl key, the nft table) repaired more than
+// A resource (a VIP, a sysctl key, an nft table) repaired more than
 // `threshold` times within `window` seconds is contested: it is still
 // repaired, but each further repair waits twice as long as the last (from
-// 50 ms up to 5 s) until the resource stays quiet for a whole window.
-// Not thread-safe.
+// 50 ms up to 5 s) until the resource stays quiet for a whole window. Only
+// repairs within the window count, whenever expire() runs. Not thread-safe.
 #pragma once
 
 #include <deque>
@@ -30,11 +30,16 @@ class RepairTracker {
   std::map<Resource, int> contested() const;
 
  private:
-  bool is_contested(const std::deque<double>& times) const { return static_cast<int>(times.size()) > threshold_; }
+  struct History {
+    std::deque<double> times;  ///< repairs within the window, oldest first
+    bool contested = false;
+    int streak = 0;            ///< repairs since it became contested: how long the backoff has grown
+  };
+  void forget_before(History& history, double now) const;
 
   int threshold_;
   double window_;
-  std::map<Resource, std::deque<double>> repairs_;
+  std::map<Resource, History> repairs_;
 };
 
 }  // namespace arpguard

@@ -14,11 +14,13 @@ namespace arpguard {
 struct Error {
   std::string what;       ///< what was attempted: "RTM_NEWADDR 10.0.0.5/32 dev lo"
   int errno_value = 0;    ///< 0 when the failure did not come from a syscall
+  std::string hint = {};  ///< what to do about it, when arpguard can tell
 
-  /// "RTM_NEWADDR 10.0.0.5/32 dev lo: File exists"
+  /// "RTM_NEWADDR 10.0.0.5/32 dev lo: File exists", then the hint in parentheses.
   std::string message() const {
-    if (errno_value == 0) return what;
-    return what + ": " + std::strerror(errno_value);
+    std::string out = errno_value == 0 ? what : what + ": " + std::strerror(errno_value);
+    if (!hint.empty()) out += " (" + hint + ")";
+    return out;
   }
 };
 
@@ -27,8 +29,8 @@ class [[nodiscard]] Status {
   Status() = default;
   Status(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT: implicit by design
 
-  static Status failure(std::string what, int errno_value = 0) {
-    return Status(Error{std::move(what), errno_value});
+  static Status failure(std::string what, int errno_value = 0, std::string hint = {}) {
+    return Status(Error{std::move(what), errno_value, std::move(hint)});
   }
 
   bool ok() const { return ok_; }

@@ -337,6 +337,8 @@ std::string render_status_text(const StatusSnapshot& s) {
   for (const RuleStatus& r : s.rules) {
     if (r.role == "drop_requests") dropped += r.packets;
   }
+  // '|' starts the perfdata: none may come before it.
+  std::replace(summary.begin(), summary.end(), '|', '/');
   std::string out = fmt::format(
       "ARPGUARD {} - {} | vips={};;;0 ready_vips={};;;0 repairs={}c repair_failures={}c dropped_requests={}c "
       "contested={};;;0\n",
@@ -503,7 +505,12 @@ std::string agent_check_line(bool ready, bool only_draining_reason, const std::s
   // HAProxy 2.6 takes a description only after a space: "down #reason".
   std::string reason = printable(first_reason.empty() ? std::string("not ready") : first_reason);
   std::replace(reason.begin(), reason.end(), '\n', ' ');
-  if (reason.size() > 200) reason.resize(200);
+  if (reason.size() > 200) {
+    // Cut at a character boundary: never in the middle of a UTF-8 sequence.
+    size_t cut = 200;
+    while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xc0) == 0x80) --cut;
+    reason.resize(cut);
+  }
   return "down #" + reason + "\n";
 }
 

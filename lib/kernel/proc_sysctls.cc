@@ -70,15 +70,30 @@ Result<std::optional<ConntrackFill>> ProcConntrack::read() {
   return std::optional<ConntrackFill>(ConntrackFill{**count, **max});
 }
 
+namespace {
+
+std::string write_hint(int error) {
+  switch (error) {
+    case EROFS:
+      return "/proc/sys is mounted read-only here: arpguardd needs to write net.ipv4.conf (in its unit, "
+             "ProtectKernelTunables must stay off; in a container, give it a writable /proc/sys/net)";
+    case EACCES:
+    case EPERM: return "writing net.ipv4.conf needs CAP_NET_ADMIN: run arpguardd as root or grant it";
+    default: return {};
+  }
+}
+
+}  // namespace
+
 Status ProcSysctls::write(const SysctlKey& key, int value) {
   const std::string what = "write sysctl " + key.str() + " = " + std::to_string(value);
   const int fd = ::open(path(key).c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
-  if (fd < 0) return Status::failure(what, errno);
+  if (fd < 0) return Status::failure(what, errno, write_hint(errno));
   const std::string text = std::to_string(value) + "\n";
   const ssize_t n = ::write(fd, text.data(), text.size());
   const int saved = errno;
   ::close(fd);
-  if (n != static_cast<ssize_t>(text.size())) return Status::failure(what, n < 0 ? saved : EIO);
+  if (n != static_cast<ssize_t>(text.size())) return Status::failure(what, n < 0 ? saved : EIO, write_hint(saved));
   return Status();
 }
 

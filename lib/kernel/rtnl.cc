@@ -113,6 +113,21 @@ Result<Request> build(const RtnlChange& change) {
   return request;
 }
 
+// What to do about an error the kernel gave a request, when arpguard can tell.
+std::string hint_for(int error, const RtnlChange& change) {
+  const bool v6 = std::visit([](const auto& c) {
+    if constexpr (requires { c.key.address; }) return c.key.address.family == Family::kV6;
+    else return c.key.destination.family() == Family::kV6;
+  }, change);
+  if (v6 && (error == EAFNOSUPPORT || error == EACCES || error == EOPNOTSUPP)) {
+    return "IPv6 is disabled on this host or this device (ipv6.disable, net.ipv6.conf.*.disable_ipv6): enable it "
+           "or remove the IPv6 VIPs from the policy";
+  }
+  if (error == EPERM) return "changing addresses and routes needs CAP_NET_ADMIN";
+  if (error == ENODEV) return "the device is gone";
+  return {};
+}
+
 struct AckCollector {
   std::map<uint32_t, int> results;  ///< sequence number -> errno (0: success)
 };
@@ -258,7 +273,7 @@ std::vector<Status> Rtnl::apply(const std::vector<RtnlChange>& changes) {
       // Idempotent by identity: added already, or gone already, is done.
       if (request.add && !request.replace && error == EEXIST) continue;
       if (!request.add && (error == EADDRNOTAVAIL || error == ENOENT || error == ENODEV || error == ESRCH)) continue;
-      statuses[it->second] = Status::failure(request.what, error);
+      statuses[it->second] = Status::failure(request.what, error, hint_for(error, changes[it->second]));
     }
   }
   return statuses;

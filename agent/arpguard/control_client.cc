@@ -26,7 +26,13 @@ Result<std::string> control_socket_path(const std::string& socket, const std::st
   if (!socket.empty()) return socket;
   if (policy_file.empty()) return std::string(kDefaultControlSocket);
   PolicyResult policy = load_policy(policy_file);
-  if (!policy.policy) return Error{policy.errors.front().str()};
+  if (!policy.policy) {
+    // Every located error, so that a reload refused here reads like one the
+    // daemon refused: the running policy stays in force either way.
+    std::string errors;
+    for (const auto& error : policy.errors) errors += (errors.empty() ? "" : "\n") + error.str();
+    return Error{errors + "\narpguard: cannot tell the control socket from a policy with errors (give --socket)"};
+  }
   return policy.policy->agent.control_socket;
 }
 

@@ -8,7 +8,7 @@ namespace arpguard::cli {
 int reload(const std::string& socket, const std::string& policy_file) {
   auto path = control_socket_path(socket, policy_file);
   if (!path) {
-    fmt::print(stderr, "arpguard: {}\n", path.error().message());
+    fmt::print(stderr, "{}\narpguard: reload rejected; the running policy stays in force\n", path.error().message());
     return 1;
   }
   auto reply = ask_daemon(*path, "reload");

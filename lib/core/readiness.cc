@@ -49,6 +49,16 @@ std::vector<Reason> server_reasons(const Desired& desired, const Observed& obser
                                   fmt::format("{} is contested ({} repairs in the window)", resource.str(), repairs)));
     }
   }
+  // A full conntrack table drops new connections silently, redirected ones
+  // included: a warning while there is still room, so the operator can act.
+  if (!desired.vips.redirected.empty() && in.conntrack && in.conntrack->max > 0 &&
+      in.conntrack->entries * 100 >= in.conntrack->max * static_cast<uint64_t>(in.conntrack_warn_percent)) {
+    reasons.push_back(warning(ReasonKind::kConntrackHigh,
+                              fmt::format("conntrack holds {} of {} entries ({}%, warning at {}%): when it is full, new "
+                                          "connections to redirected VIPs are dropped (raise net.netfilter.nf_conntrack_max)",
+                                          in.conntrack->entries, in.conntrack->max,
+                                          in.conntrack->entries * 100 / in.conntrack->max, in.conntrack_warn_percent)));
+  }
   return reasons;
 }
 

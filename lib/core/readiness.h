@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/desired.h"
+#include "core/kernel_api.h"
 #include "core/model.h"
 #include "core/plan.h"
 #include "core/reason.h"
@@ -35,6 +36,8 @@ struct ReadinessInputs {
   const std::map<Resource, int>* contested = nullptr;          ///< resource -> repairs in the window
   const std::map<Resource, std::string>* failing = nullptr;    ///< resource -> why its repair fails
   const std::map<IpPrefix, CheckResult>* checks = nullptr;     ///< per VIP with a check, its last result
+  std::optional<ConntrackFill> conntrack;        ///< last read, when redirected VIPs need it
+  int conntrack_warn_percent = 100;              ///< warn at or above this fill
 };
 
 /// Server-wide reasons: freshness, drain, sysctls, tables, failing and contested

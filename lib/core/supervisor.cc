@@ -734,6 +734,8 @@ ReadinessInputs Supervisor::readiness_inputs(double now) const {
   in.contested = &contested_cache_;
   in.failing = &failing_;
   in.checks = &checks_;
+  in.conntrack = conntrack_;
+  in.conntrack_warn_percent = policy_.readiness.conntrack_warn_percent;
   return in;
 }
 
@@ -827,7 +829,7 @@ ReadySummary Supervisor::ready_summary(double now) {
 }
 
 std::optional<VipStatus> Supervisor::vip_status(const IpAddress& address, double now) {
-  const ReadySummary summary = ready_summary(now);
+  refresh_readiness(now);
   const ReadinessInputs in = readiness_inputs(now);
   VipStatus status;
   std::vector<Reason> reasons;
@@ -850,7 +852,7 @@ std::optional<VipStatus> Supervisor::vip_status(const IpAddress& address, double
   }
   if (auto it = checks_.find(*IpPrefix::parse(status.vip)); it != checks_.end()) status.check_ok = it->second.ok;
   // The server's own reasons hold for every VIP.
-  std::vector<Reason> all = summary.ready ? std::vector<Reason>{} : std::vector<Reason>{};
+  std::vector<Reason> all;
   if (have_cache_) {
     for (Reason& r : server_reasons(desired_, cache_, in)) {
       if (r.severity == Severity::kNotReady) all.push_back(std::move(r));

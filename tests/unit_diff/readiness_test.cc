@@ -52,7 +52,13 @@ struct Server {
   Policy policy;
   Observed observed;
   Desired desired;
-  ReadinessInputs inputs{false, true, std::nullopt, nullptr, nullptr, nullptr};
+  ReadinessInputs inputs = fresh_inputs();
+
+  static ReadinessInputs fresh_inputs() {
+    ReadinessInputs in;
+    in.fresh = true;
+    return in;
+  }
 
   explicit Server(const std::string& text = kPolicy)
       : policy(policy_of(text)), observed(converged(policy)), desired(desired_of(policy, observed)) {}
@@ -221,6 +227,25 @@ TEST_CASE("each server-wide fault is its own typed reason") {
                                         ReasonKind::kCheckFailed, "service check on 192.0.2.10 failed: tcp:80 Connection refused")});
     CHECK(s.vip("2001:db8::10/128").empty());
   }
+}
+
+TEST_CASE("conntrack at or above the policy's threshold is a warning, and only with redirected VIPs") {
+  Server s;
+  s.inputs.conntrack_warn_percent = 90;
+  s.inputs.conntrack = ConntrackFill{899, 1000};
+  CHECK(s.server().empty());
+  s.inputs.conntrack = ConntrackFill{900, 1000};
+  CHECK(s.server() ==
+        std::vector<Reason>{warning(ReasonKind::kConntrackHigh,
+                                    "conntrack holds 900 of 1000 entries (90%, warning at 90%): when it is full, new "
+                                    "connections to redirected VIPs are dropped (raise net.netfilter.nf_conntrack_max)")});
+  CHECK(s.redirect("192.0.2.30/32").empty());  // a warning: the VIP stays ready
+  s.inputs.conntrack = ConntrackFill{5, 0};      // no conntrack module loaded: nothing to warn about
+  CHECK(s.server().empty());
+  const Server bound_only(vip("192.0.2.10"));
+  Server b = bound_only;
+  b.inputs.conntrack = ConntrackFill{1000, 1000};
+  CHECK(b.server().empty());
 }
 
 TEST_CASE("a policy without VIPs is not ready: nothing to be ready for") {

@@ -82,4 +82,19 @@ Expr redirect(std::optional<uint32_t> proto_min_reg, uint32_t flags) {
   return make("redir", std::move(attrs));
 }
 
+Expr limit_packets(uint64_t rate, uint64_t per_seconds, uint32_t burst) {
+  std::string rate_bytes(8, '\0');
+  std::string unit_bytes(8, '\0');
+  std::memcpy(rate_bytes.data(), &rate, 8);
+  std::memcpy(unit_bytes.data(), &per_seconds, 8);
+  return make("limit", {{NFTNL_EXPR_LIMIT_RATE, rate_bytes}, {NFTNL_EXPR_LIMIT_UNIT, unit_bytes},
+                        u32(NFTNL_EXPR_LIMIT_BURST, burst), u32(NFTNL_EXPR_LIMIT_TYPE, NFT_LIMIT_PKTS)});
+}
+
+Expr log_group(const std::string& prefix, uint16_t group) {
+  std::string group_bytes(2, '\0');
+  std::memcpy(group_bytes.data(), &group, 2);
+  return make("log", {{NFTNL_EXPR_LOG_PREFIX, prefix + '\0'}, {NFTNL_EXPR_LOG_GROUP, group_bytes}});
+}
+
 }  // namespace arpguard::nft

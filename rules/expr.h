@@ -33,6 +33,11 @@ Expr byteorder(uint32_t dreg, uint32_t sreg, uint32_t op, uint32_t len, uint32_t
 /// redir [proto_min reg, flags]
 Expr redirect(std::optional<uint32_t> proto_min_reg, uint32_t flags);
 
+/// limit rate RATE/PER_SECONDS burst BURST type packets
+Expr limit_packets(uint64_t rate, uint64_t per_seconds, uint32_t burst);
+/// log prefix PREFIX group GROUP: to nfnetlink_log
+Expr log_group(const std::string& prefix, uint16_t group);
+
 /// The bytes of a value as an attribute holds it (host order for numbers).
 std::string u32_bytes(uint32_t value);
 /// A 16-bit value in network order (ports, ARP operation).

@@ -30,6 +30,9 @@ std::string_view to_string(RuleRole role) {
     case RuleRole::kNdpDropAdvertisement: return "drop_advertisements";
     case RuleRole::kRedirectKeepPort: return "redirect";
     case RuleRole::kRedirectToPort: return "redirect_to_port";
+    case RuleRole::kWatchClaim: return "watch_claims";
+    case RuleRole::kWatchAsk: return "watch_asks";
+    case RuleRole::kWatchLeak: return "watch_leaks";
   }
   return "?";
 }

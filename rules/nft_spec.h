@@ -71,6 +71,9 @@ enum class RuleRole : uint8_t {
   kNdpDropAdvertisement, ///< output: neighbour advertisements for a VIP
   kRedirectKeepPort,     ///< prerouting: redirect to the same port
   kRedirectToPort,       ///< prerouting: redirect to a mapped port
+  kWatchClaim,           ///< input: log a frame that claims a VIP (the wire watch)
+  kWatchAsk,             ///< input: log a request or solicitation for a VIP
+  kWatchLeak,            ///< output: log a frame of this host's that still claims a VIP
 };
 std::string_view to_string(RuleRole role);
 

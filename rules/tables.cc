@@ -10,6 +10,7 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter_arp.h>
 
+#include "core/wire.h"
 #include "rules/expr.h"
 
 namespace arpguard::rules {
@@ -65,6 +66,41 @@ RuleSpec arp_input_drop() {
                nft::lookup(kVips, NFT_REG_1), nft::counter(), nft::verdict(NF_DROP)});
 }
 
+std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+// limit rate R/second burst R packets log prefix "P" group G
+void add_log(std::vector<nft::Expr>& exprs, std::string& text, std::string_view prefix, uint64_t per_second,
+             const Watch& watch) {
+  exprs.push_back(nft::limit_packets(per_second, 1, static_cast<uint32_t>(per_second)));
+  exprs.push_back(nft::log_group(std::string(prefix), watch.group));
+  text += fmt::format(" limit rate {}/second burst {} packets log prefix {} group {}", per_second, per_second,
+                      quoted(prefix), watch.group);
+}
+
+// ARP frames whose sender IP (claim, leak) or, for requests, target IP (ask) is in `set`.
+RuleSpec arp_watch(std::string chain, RuleRole role, const std::string& set, const Watch& watch) {
+  std::vector<nft::Expr> exprs;
+  std::string text;
+  if (role == RuleRole::kWatchAsk) {
+    exprs = {nft::payload_load(NFT_PAYLOAD_NETWORK_HEADER, kArpOperationOffset, 2, NFT_REG_1),
+             nft::cmp_eq(nft::be16_bytes(kArpOpRequest), NFT_REG_1),
+             nft::payload_load(NFT_PAYLOAD_NETWORK_HEADER, kArpTargetIpOffset, 4, NFT_REG_1),
+             nft::lookup(set, NFT_REG_1)};
+    text = "arp operation request arp daddr ip @" + set;
+  } else {
+    exprs = {nft::payload_load(NFT_PAYLOAD_NETWORK_HEADER, kArpSenderIpOffset, 4, NFT_REG_1), nft::lookup(set, NFT_REG_1)};
+    text = "arp saddr ip @" + set;
+  }
+  const std::string_view prefix = role == RuleRole::kWatchClaim ? kLogPrefixClaim
+                                  : role == RuleRole::kWatchAsk ? kLogPrefixAsk
+                                                                : kLogPrefixLeak;
+  add_log(exprs, text, prefix, role == RuleRole::kWatchAsk ? kWatchAsksPerSecond : kWatchClaimsPerSecond, watch);
+  return rule(std::move(chain), role, std::move(text), std::move(exprs));
+}
+
+// Neighbour solicitations (ask) or advertisements (claim, leak) whose target is in `set`.
+RuleSpec ndp_watch(std::string chain, RuleRole role, const std::string& set, const Watch& watch);
+
 RuleSpec arp_output(const ArpOutput& output) {
   std::vector<nft::Expr> exprs{nft::meta_load(NFT_META_OIFNAME, NFT_REG_1),
                                nft::cmp_eq(interface_bytes(output.interface), NFT_REG_1),
@@ -92,6 +128,20 @@ RuleSpec ndp_drop(std::string chain, uint8_t icmp_type) {
                nft::cmp_eq(one_byte(icmp_type), NFT_REG_1),
                nft::payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, kNdTargetOffset, 16, NFT_REG_1),
                nft::lookup(kVips, NFT_REG_1), nft::counter(), nft::verdict(NF_DROP)});
+}
+
+RuleSpec ndp_watch(std::string chain, RuleRole role, const std::string& set, const Watch& watch) {
+  const bool ask = role == RuleRole::kWatchAsk;
+  const uint8_t icmp_type = ask ? kNeighbourSolicitation : kNeighbourAdvertisement;
+  std::vector<nft::Expr> exprs{nft::meta_load(NFT_META_L4PROTO, NFT_REG_1), nft::cmp_eq(one_byte(kIcmpv6), NFT_REG_1),
+                               nft::payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, NFT_REG_1),
+                               nft::cmp_eq(one_byte(icmp_type), NFT_REG_1),
+                               nft::payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, kNdTargetOffset, 16, NFT_REG_1),
+                               nft::lookup(set, NFT_REG_1)};
+  std::string text = fmt::format("icmpv6 type {} @th,64,128 @{}", ask ? "nd-neighbor-solicit" : "nd-neighbor-advert", set);
+  const std::string_view prefix = role == RuleRole::kWatchClaim ? kLogPrefixClaim : ask ? kLogPrefixAsk : kLogPrefixLeak;
+  add_log(exprs, text, prefix, ask ? kWatchAsksPerSecond : kWatchClaimsPerSecond, watch);
+  return rule(std::move(chain), role, std::move(text), std::move(exprs));
 }
 
 // daddr . l4proto . dport into consecutive registers, as nft lays out a concatenation.
@@ -142,21 +192,40 @@ nft::TableId nat_table_id(Family family) {
   return {family == Family::kV4 ? TableFamily::kIp : TableFamily::kIp6, std::string(kNatTable)};
 }
 
-TableSpec arp_table(std::vector<Element> vips, const std::vector<ArpOutput>& outputs) {
+TableSpec arp_table(std::vector<Element> vips, const std::vector<ArpOutput>& outputs, std::optional<Watch> watch) {
   TableSpec table{arp_table_id(), {}, {}, {}};
   table.sets.push_back(SetSpec{kVips, {KeyField::kIpv4}, std::nullopt, std::move(vips)});
+  const std::string watched(kWatchedSet);
+  if (watch) table.sets.push_back(SetSpec{watched, {KeyField::kIpv4}, std::nullopt, {}});
   table.chains = {ChainSpec{"input", "filter", NF_ARP_IN, 0}, ChainSpec{"output", "filter", NF_ARP_OUT, 0}};
+  if (watch) {
+    for (RuleRole role : {RuleRole::kWatchClaim, RuleRole::kWatchAsk}) {
+      for (const std::string& set : {kVips, watched}) table.rules.push_back(arp_watch("input", role, set, *watch));
+    }
+  }
   table.rules.push_back(arp_input_drop());
   for (const ArpOutput& output : outputs) table.rules.push_back(arp_output(output));
+  if (watch) {
+    for (const std::string& set : {kVips, watched}) table.rules.push_back(arp_watch("output", RuleRole::kWatchLeak, set, *watch));
+  }
   return table;
 }
 
-TableSpec ndp_table(std::vector<Element> vips) {
+TableSpec ndp_table(std::vector<Element> vips, std::optional<Watch> watch) {
   TableSpec table{ndp_table_id(), {}, {}, {}};
   table.sets.push_back(SetSpec{kVips, {KeyField::kIpv6}, std::nullopt, std::move(vips)});
+  const std::string watched(kWatchedSet);
+  if (watch) table.sets.push_back(SetSpec{watched, {KeyField::kIpv6}, std::nullopt, {}});
   table.chains = {ChainSpec{"input", "filter", NF_INET_LOCAL_IN, 0}, ChainSpec{"output", "filter", NF_INET_LOCAL_OUT, 0}};
+  if (watch) {
+    for (RuleRole role : {RuleRole::kWatchClaim, RuleRole::kWatchAsk}) {
+      for (const std::string& set : {kVips, watched}) table.rules.push_back(ndp_watch("input", role, set, *watch));
+    }
+  }
   table.rules.push_back(ndp_drop("input", kNeighbourSolicitation));
   table.rules.push_back(ndp_drop("output", kNeighbourAdvertisement));
+  // Advertisements for @vips are dropped above: only the watched ones can still leave.
+  if (watch) table.rules.push_back(ndp_watch("output", RuleRole::kWatchLeak, watched, *watch));
   return table;
 }
 

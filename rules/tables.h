@@ -11,6 +11,12 @@
 //     set vips                    ipv6_addr, interval
 //     chain input  (filter)       neighbour solicitations whose target is a VIP: drop
 //     chain output (filter)       neighbour advertisements whose target is a VIP: drop
+//   The wire watch (watch.enabled) adds to both: a set `watched` of the VIPs the
+//   other set does not hold (method sysctl, redirected), and log rules to
+//   nfnetlink_log group G, each rate-limited: input "arpguard claim" (a frame
+//   whose sender, or NA target, is a VIP) and "arpguard ask" (a request or
+//   solicitation for one) before the drop; output "arpguard leak" after the
+//   rules that protect (what still claims a VIP goes on the wire).
 //   table ip arpguard_nat         redirect method (and ip6 arpguard_nat)
 //     set keep                    addr . proto . port ranges redirected to the same port
 //     map to                      addr . proto . port -> port
@@ -36,6 +42,16 @@ inline constexpr std::string_view kNatTable = "arpguard_nat";
 inline constexpr std::string_view kVipSet = "vips";
 inline constexpr std::string_view kKeepSet = "keep";
 inline constexpr std::string_view kToMap = "to";
+inline constexpr std::string_view kWatchedSet = "watched";
+
+/// The wire watch's log rules: the nfnetlink_log group, and how many frames a
+/// second each rule hands over at most (a flood costs a bounded number of wake-ups).
+struct Watch {
+  uint16_t group = 4247;
+  bool operator==(const Watch&) const = default;
+};
+inline constexpr uint64_t kWatchClaimsPerSecond = 100;
+inline constexpr uint64_t kWatchAsksPerSecond = 20;
 
 nft::TableId arp_table_id();
 nft::TableId ndp_table_id();
@@ -49,9 +65,10 @@ struct ArpOutput {
 };
 
 /// `vips` are sorted, merged IPv4 ranges.
-nft::TableSpec arp_table(std::vector<nft::Element> vips, const std::vector<ArpOutput>& outputs);
+nft::TableSpec arp_table(std::vector<nft::Element> vips, const std::vector<ArpOutput>& outputs,
+                         std::optional<Watch> watch = std::nullopt);
 /// `vips` are sorted, merged IPv6 ranges.
-nft::TableSpec ndp_table(std::vector<nft::Element> vips);
+nft::TableSpec ndp_table(std::vector<nft::Element> vips, std::optional<Watch> watch = std::nullopt);
 /// `keep`: elements redirected to their own port; `to`: elements with a target port.
 nft::TableSpec nat_table(Family family, std::vector<nft::Element> keep, std::vector<nft::Element> to);
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace arpguard::cli {
 
@@ -23,5 +24,15 @@ int set_draining(const std::string& socket, const std::string& policy_file, bool
 /// reload: asks the daemon to read its policy again and waits for the result:
 /// 0 in force and met, 1 rejected (the running policy stays) or not met.
 int reload(const std::string& socket, const std::string& policy_file);
+
+/// probe [VIP...] [--interface IF]... [--policy FILE] [--wait MS] [--json]: asks
+/// the wire who answers for the VIPs (the policy's when none are named) from
+/// each interface (the policy's ARP-facing ones when none are named), listens
+/// `wait_ms` after the last question, and lists every responder: this host, a
+/// director (readiness.director_macs) or unknown. Monitoring-plugin exit codes:
+/// 0 OK (no answer, or only directors), 1 WARNING (an unknown MAC answers),
+/// 2 CRITICAL (this host answers), 3 UNKNOWN (something could not be asked).
+int probe(const std::vector<std::string>& vips, const std::vector<std::string>& interfaces,
+          const std::string& policy_file, int wait_ms, bool json);
 
 }  // namespace arpguard::cli

@@ -41,7 +41,25 @@ int main(int argc, char** argv) {
   CLI::App* reload = app.add_subcommand("reload", "Make arpguardd read its policy again; exit 0 when it is in force and met");
   add_socket_options(reload);
 
+  std::vector<std::string> probe_vips;
+  std::vector<std::string> probe_interfaces;
+  std::string probe_policy;
+  int probe_wait_ms = 1000;
+  bool probe_json = false;
+  CLI::App* probe = app.add_subcommand(
+      "probe", "Ask the wire who answers for the VIPs (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)");
+  probe->add_option("VIP", probe_vips, "VIPs to ask for (default: the policy's)");
+  probe->add_option("--interface", probe_interfaces, "Interface to ask on, again for more (default: the policy's ARP-facing ones)")
+      ->allow_extra_args(false);
+  probe->add_option("--policy", probe_policy, "Policy file (default: /etc/arpguard/policy.toml, if there is one)");
+  probe->add_option("--wait", probe_wait_ms, "Milliseconds to listen after the last question (default 1000)")
+      ->check(CLI::Range(0, 60000));
+  probe->add_flag("--json", probe_json, "The same facts as one JSON object");
+
   if (auto exit_code = arpguard::parse_args(app, argc, argv)) return *exit_code;
+  if (probe->parsed()) {
+    return arpguard::cli::probe(probe_vips, probe_interfaces, probe_policy, probe_wait_ms, probe_json);
+  }
   if (status->parsed()) return arpguard::cli::status(socket, socket_policy, json, all_vips);
   if (reload->parsed()) return arpguard::cli::reload(socket, socket_policy);
   if (drain->parsed() || resume->parsed()) return arpguard::cli::set_draining(socket, socket_policy, drain->parsed());

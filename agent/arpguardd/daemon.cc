@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 
 #include "agent/common/log.h"
 #include "core/overloaded.h"
@@ -67,6 +68,18 @@ std::pair<sockaddr_storage, socklen_t> socket_address(const Endpoint& endpoint) 
   return {storage, sizeof(sockaddr_in6)};
 }
 
+// True when process `pid` holds CAP_NET_ADMIN (bit 12 of CapEff in /proc/PID/status).
+bool has_net_admin(pid_t pid) {
+  std::ifstream status(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    const uint64_t caps = std::strtoull(line.c_str() + 7, nullptr, 16);
+    return (caps >> 12) & 1;
+  }
+  return false;
+}
+
 // What to do about an error that says arpguardd lacks a privilege.
 std::string with_hint(const Error& error) {
   std::string text = error.message();
@@ -80,6 +93,41 @@ std::string with_hint(const Error& error) {
 }
 
 }  // namespace
+
+void Daemon::probe(const std::vector<command::ProbeTarget>& targets) {
+  if (!prober_ && !prober_failed_) {
+    auto opened = Prober::open();
+    if (!opened) {
+      prober_failed_ = true;
+      log::warning("wire: cannot ask the wire who holds the VIPs: {}", with_hint(opened.error()));
+      return;
+    }
+    prober_ = std::move(*opened);
+  }
+  if (!prober_) return;
+  for (const command::ProbeTarget& t : targets) {
+    const Status sent = t.target.family == Family::kV4 && t.source_ip ? prober_->ask_arp(t.ifindex, t.source_mac, *t.source_ip, t.target)
+                        : t.target.family == Family::kV4 ? Status()
+                                                       : prober_->ask_ndp(t.ifindex, t.source_mac, t.target);
+    // A probe that cannot leave (queue full, link down) is only a question not
+    // asked: the next sweep asks again. Said once, not once per sweep.
+    if (!sent && !probe_warned_) {
+      probe_warned_ = true;
+      log::warning("wire: probe for {} on {}: {} (further failures are not logged)", t.target.str(), t.interface,
+                   sent.message());
+    }
+  }
+}
+
+void Daemon::drain_wire() {
+  // Bounded per wake-up: a flood of logged frames shares the loop with everything else.
+  constexpr size_t kFramesPerWake = 512;
+  input::Wire in;
+  if (Status s = nflog_->drain(in.frames, in.lost, kFramesPerWake); !s) {
+    log::warning("wire: {}", s.message());
+  }
+  if (!in.frames.empty() || in.lost) driver_->feed(std::move(in));
+}
 
 Daemon::~Daemon() {
   driver_.reset();
@@ -101,22 +149,34 @@ bool Daemon::claim_namespace() {
   const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + sizeof(kNamespaceClaim));
   if (::bind(lock_fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0 && ::listen(lock_fd_, 4) == 0) return true;
   const int saved = errno;
-  // Who holds it: its credentials come with a connection.
-  std::string who = "another arpguardd";
-  const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ::close(lock_fd_);
+  lock_fd_ = -1;
+  if (saved != EADDRINUSE) {
+    log::error("cannot claim this network namespace for arpguardd: {}", std::strerror(saved));
+    return false;
+  }
+  // Who holds it: its credentials come with a connection. Abstract names have
+  // no permissions, so anyone may squat this one: only a holder that could
+  // guard the namespace (CAP_NET_ADMIN) is taken for another arpguardd. Never
+  // blocks: a full backlog is a holder that does not answer.
+  const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  std::optional<ucred> holder;
   if (probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&addr), len) == 0) {
     ucred cred{};
     socklen_t cred_len = sizeof(cred);
-    if (getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0) who += fmt::format(" (pid {})", cred.pid);
+    if (getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0) holder = cred;
   }
   if (probe >= 0) ::close(probe);
-  if (saved == EADDRINUSE) {
-    log::error("{} already guards this network namespace; this one stops and changes nothing "
-               "(stop the other first: systemctl stop arpguardd)", who);
-  } else {
-    log::error("cannot claim this network namespace for arpguardd: {}", std::strerror(saved));
+  if (holder && holder->pid > 0 && has_net_admin(holder->pid)) {
+    log::error("another arpguardd (pid {}) already guards this network namespace; this one stops and changes "
+               "nothing (stop the other first: systemctl stop arpguardd)",
+               holder->pid);
+    return false;
   }
-  return false;
+  log::warning("the namespace claim @{} is held by {}, which cannot be an arpguardd (no CAP_NET_ADMIN, or it does "
+               "not answer): guarding anyway",
+               kNamespaceClaim, holder ? fmt::format("pid {} (uid {})", holder->pid, holder->uid) : "a process");
+  return true;
 }
 
 bool Daemon::open_loop() {
@@ -144,8 +204,21 @@ bool Daemon::open_loop() {
   }
   rtnl_events_ = std::move(*rtnl);
   nft_events_ = std::move(*nft);
+  if (policy_.watch.enabled) {
+    // The watch is advice on top of protection: without it arpguard still guards, and says so.
+    auto nflog = NflogSocket::open(policy_.watch.log_group, buffer);
+    if (nflog) {
+      nflog_ = std::move(*nflog);
+      if (!watch(epoll_fd_, nflog_->fd())) {
+        log::error("event loop setup: {}", std::strerror(errno));
+        return false;
+      }
+    } else {
+      log::warning("wire: not watching the wire: {}", with_hint(nflog.error()));
+    }
+  }
   for (int fd : {signal_fd_, rtnl_events_->fd(), nft_events_->fd(), lock_fd_}) {
-    if (!watch(epoll_fd_, fd)) {
+    if (fd >= 0 && !watch(epoll_fd_, fd)) {
       log::error("event loop setup: {}", std::strerror(errno));
       return false;
     }
@@ -355,7 +428,9 @@ int Daemon::run() {
         on_signal();
       } else if (fd == rtnl_events_->fd() || fd == nft_events_->fd()) {
         driver_->drain_events();
-      } else if (fd == lock_fd_) {
+      } else if (nflog_ && fd == nflog_->fd()) {
+        drain_wire();
+      } else if (lock_fd_ >= 0 && fd == lock_fd_) {
         const int peer = ::accept4(lock_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (peer >= 0) ::close(peer);  // someone asked who holds the claim: they have their answer
       } else if (!checks_->handle(fd)) {

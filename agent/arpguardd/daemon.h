@@ -20,6 +20,8 @@
 #include "agent/arpguardd/peers.h"
 #include "core/driver.h"
 #include "kernel/events.h"
+#include "kernel/nflog.h"
+#include "kernel/prober.h"
 #include "kernel/system_kernel.h"
 
 namespace arpguard {
@@ -40,6 +42,7 @@ class Daemon final : public Host {
   void notify(const std::string& text) override { notifier_.send(text); }
   void log(LogLevel level, const std::string& text) override;
   void persist_drain(bool draining) override;
+  void probe(const std::vector<command::ProbeTarget>& targets) override;
   double now() const override;
 
  private:
@@ -51,6 +54,7 @@ class Daemon final : public Host {
   std::string on_agent_check();
   std::string on_control(std::string_view line);
   void on_signal();
+  void drain_wire();
   double next_wakeup() const;
   void ping_watchdog(double now);
   std::string drain_file() const;
@@ -61,6 +65,10 @@ class Daemon final : public Host {
   std::unique_ptr<Driver> driver_;
   std::unique_ptr<EventSocket> rtnl_events_;
   std::unique_ptr<EventSocket> nft_events_;
+  std::optional<NflogSocket> nflog_;   ///< frames the watch rules log; none when the watch is off
+  std::optional<Prober> prober_;       ///< opened at the first probe
+  bool prober_failed_ = false;         ///< said once why probes cannot be sent
+  bool probe_warned_ = false;          ///< said once that a probe failed
   std::unique_ptr<PeerServer> peers_;
   std::unique_ptr<CheckRunner> checks_;
   Notifier notifier_;

@@ -1,18 +1,23 @@
 // Logging to stderr with sd-daemon priority prefixes ("<3>" error ... "<7>" debug),
-// which journald turns into priorities. One line per call; thread-compatible.
+// which journald turns into priorities. One line per call, whatever the text
+// holds: interface names and kernel strings may carry any byte, so control
+// characters and invalid UTF-8 are escaped (\xNN). Thread-compatible.
 #pragma once
 
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <string>
 #include <string_view>
+
+#include "core/text.h"
 
 namespace arpguard::log {
 
 enum class Priority { kErr = 3, kWarning = 4, kNotice = 5, kInfo = 6, kDebug = 7 };
 
 inline void line(Priority priority, std::string_view text) {
-  fmt::print(stderr, "<{}>{}\n", static_cast<int>(priority), text);
+  fmt::print(stderr, "<{}>{}\n", static_cast<int>(priority), printable(std::string(text)));
   std::fflush(stderr);
 }
 

@@ -32,6 +32,13 @@ const nft::TableSpec* DesiredHost::table(const nft::TableId& id) const {
   return nullptr;
 }
 
+nft::TableSpec DesiredHost::reference_table(const nft::TableId& id) const {
+  if (const nft::TableSpec* wanted = table(id)) return *wanted;
+  if (id == rules::arp_table_id()) return rules::arp_table({}, arp_outputs, watch);
+  if (id == rules::ndp_table_id()) return rules::ndp_table({}, watch);
+  return rules::nat_table(id.family == nft::TableFamily::kIp ? Family::kV4 : Family::kV6, {}, {});
+}
+
 bool is_arp_facing(const Link& link, const std::vector<std::string>& patterns) {
   if (link.loopback || link.noarp) return false;
   return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& pattern) {
@@ -79,10 +86,18 @@ DesiredVips make_desired_vips(const Policy& policy) {
   DesiredVips out;
   std::vector<IpRange> arp_ranges;
   std::vector<IpRange> ndp_ranges;
+  // The wire watch also hears who claims the VIPs no suppression set holds.
+  std::vector<IpRange> arp_watched;
+  std::vector<IpRange> ndp_watched;
+  auto watch_only = [&](const IpPrefix& prefix) {
+    if (!policy.watch.enabled) return;
+    (prefix.family() == Family::kV4 ? arp_watched : ndp_watched).push_back(IpRange::of(prefix));
+  };
   for (const VipPolicy& vip : policy.vips) {
     if (vip.method == Method::kRedirect) {
       out.redirected.push_back(vip.prefix);
       add_redirect_elements(vip, out);
+      watch_only(vip.prefix);
       continue;
     }
     const bool v4 = vip.prefix.family() == Family::kV4;
@@ -93,15 +108,21 @@ DesiredVips make_desired_vips(const Policy& policy) {
       desired.deprecated = !v4;
     }
     out.bound.push_back(std::move(desired));
-    if (uses_nftables(vip.method)) (v4 ? arp_ranges : ndp_ranges).push_back(IpRange::of(vip.prefix));
+    if (uses_nftables(vip.method)) {
+      (v4 ? arp_ranges : ndp_ranges).push_back(IpRange::of(vip.prefix));
+    } else {
+      watch_only(vip.prefix);
+    }
   }
-  auto put_vips = [&](const nft::TableId& table, std::vector<IpRange> ranges) {
+  auto put_vips = [&](const nft::TableId& table, std::string_view set, std::vector<IpRange> ranges) {
     if (ranges.empty()) return;
-    std::vector<nft::Element>& elements = out.elements[SetRef{table, std::string(rules::kVipSet)}];
+    std::vector<nft::Element>& elements = out.elements[SetRef{table, std::string(set)}];
     for (const IpRange& range : merge_ranges(std::move(ranges))) elements.push_back(rules::vip_element(range));
   };
-  put_vips(rules::arp_table_id(), std::move(arp_ranges));
-  put_vips(rules::ndp_table_id(), std::move(ndp_ranges));
+  put_vips(rules::arp_table_id(), rules::kVipSet, std::move(arp_ranges));
+  put_vips(rules::ndp_table_id(), rules::kVipSet, std::move(ndp_ranges));
+  put_vips(rules::arp_table_id(), rules::kWatchedSet, std::move(arp_watched));
+  put_vips(rules::ndp_table_id(), rules::kWatchedSet, std::move(ndp_watched));
   for (auto& [set, elements] : out.elements) std::sort(elements.begin(), elements.end());
   return out;
 }
@@ -124,8 +145,10 @@ std::optional<IpAddress> primary_ipv4(const Observed& observed, const Link& link
 void add_sysctls(const Policy& policy, const Observed& observed, DesiredHost& host) {
   const ArpPolicy& arp = policy.arp;
   auto want = [&](const std::string& scope) {
-    host.sysctls.push_back({SysctlKey{scope, kArpIgnore}, arp.arp_ignore});
-    host.sysctls.push_back({SysctlKey{scope, kArpAnnounce}, arp.arp_announce});
+    if (host.uses_sysctls) {
+      host.sysctls.push_back({SysctlKey{scope, kArpIgnore}, arp.arp_ignore});
+      host.sysctls.push_back({SysctlKey{scope, kArpAnnounce}, arp.arp_announce});
+    }
     if (arp.arp_filter) host.sysctls.push_back({SysctlKey{scope, kArpFilter}, 1});
   };
   if (arp.all_interfaces()) {
@@ -134,12 +157,38 @@ void add_sysctls(const Policy& policy, const Observed& observed, DesiredHost& ho
     // value (4-7 answer every request) would win the max() and expose the VIPs.
     for (const std::string& name : host.arp_facing) {
       auto it = observed.sysctls.find(SysctlKey{name, kArpIgnore});
-      if (it != observed.sysctls.end() && !arp_ignore_protects(std::max(it->second, arp.arp_ignore))) {
+      if (host.uses_sysctls && it != observed.sysctls.end() && !arp_ignore_protects(std::max(it->second, arp.arp_ignore))) {
         host.sysctls.push_back({SysctlKey{name, kArpIgnore}, arp.arp_ignore});
       }
     }
   } else {
     for (const std::string& name : host.arp_facing) want(name);
+  }
+}
+
+// Each ARP-facing interface's own table routes its subnets out of it, from its
+// address; a rule per address sends what leaves from that address there. The
+// route arp_filter looks up back to an asker then leaves through the NIC that
+// holds the address, so that NIC answers (core/flux.h).
+void add_source_routing(const Policy& policy, const Observed& observed, const DesiredVips& vips, DesiredHost& host) {
+  host.source_routing = true;
+  host.source_table_base = policy.arp.source_routing_table;
+  for (const std::string& name : host.arp_facing) {
+    const Link* link = observed.link_named(name);
+    if (!link) continue;
+    auto on_link = observed.addresses_by_link.find(link->index);
+    if (on_link == observed.addresses_by_link.end()) continue;
+    const uint32_t table = policy.arp.source_routing_table + static_cast<uint32_t>(link->index);
+    for (const AddressKey& key : on_link->second) {
+      if (key.address.family != Family::kV4 || vips.bound_containing(key.address)) continue;
+      const AddressInfo& info = observed.addresses.at(key);
+      if (info.scope != kScopeGlobal) continue;
+      const IpPrefix subnet{IpPrefix{key.address, key.length}.first(), key.length};
+      // One route per subnet, from its first (primary) address.
+      host.source_routes.emplace(PolicyRouteKey{table, subnet}, PolicyRouteInfo{link->index, kRouteProtoArpguard, key.address});
+      host.source_rules.emplace(RoutingRuleKey{policy.arp.source_routing_priority, IpPrefix::host(key.address), table},
+                                RoutingRuleInfo{kRouteProtoArpguard});
+    }
   }
 }
 
@@ -166,22 +215,25 @@ DesiredHost make_desired_host(const Policy& policy, const DesiredVips& vips, con
   host.uses_sysctls = std::any_of(vips.bound.begin(), vips.bound.end(), [](const DesiredVip& v) {
     return v.prefix.family() == Family::kV4 && uses_sysctls(v.method);
   });
-  if (host.uses_sysctls) add_sysctls(policy, observed, host);
+  // arp_filter is about the host's own addresses, not the VIPs: asked for, it
+  // is set whatever the method (with method "nftables" too), once there are VIPs.
+  const bool any_ipv4 = std::any_of(vips.bound.begin(), vips.bound.end(),
+                                    [](const DesiredVip& v) { return v.prefix.family() == Family::kV4; });
+  if (host.uses_sysctls || (policy.arp.arp_filter && any_ipv4)) add_sysctls(policy, observed, host);
+  if (policy.watch.enabled) host.watch = rules::Watch{policy.watch.log_group};
 
-  if (has_elements(vips, rules::arp_table_id())) {
-    std::vector<rules::ArpOutput> outputs;
-    for (const std::string& name : host.arp_facing) {
-      std::optional<IpAddress> real_ip;
-      if (auto it = policy.arp.real_ip.find(name); it != policy.arp.real_ip.end()) {
-        real_ip = it->second;
-      } else {
-        real_ip = primary_ipv4(observed, *observed.link_named(name), vips);
-      }
-      outputs.push_back({name, real_ip});
+  for (const std::string& name : host.arp_facing) {
+    std::optional<IpAddress> real_ip;
+    if (auto it = policy.arp.real_ip.find(name); it != policy.arp.real_ip.end()) {
+      real_ip = it->second;
+    } else {
+      real_ip = primary_ipv4(observed, *observed.link_named(name), vips);
     }
-    host.tables.push_back(rules::arp_table({}, outputs));
+    host.arp_outputs.push_back({name, real_ip});
   }
-  if (has_elements(vips, rules::ndp_table_id())) host.tables.push_back(rules::ndp_table({}));
+  if (policy.arp.source_routing && !vips.bound.empty()) add_source_routing(policy, observed, vips, host);
+  if (has_elements(vips, rules::arp_table_id())) host.tables.push_back(rules::arp_table({}, host.arp_outputs, host.watch));
+  if (has_elements(vips, rules::ndp_table_id())) host.tables.push_back(rules::ndp_table({}, host.watch));
   for (Family family : {Family::kV4, Family::kV6}) {
     if (has_elements(vips, rules::nat_table_id(family))) host.tables.push_back(rules::nat_table(family, {}, {}));
   }

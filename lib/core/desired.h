@@ -14,6 +14,7 @@
 #include "core/model.h"
 #include "core/policy.h"
 #include "rules/nft_spec.h"
+#include "rules/tables.h"
 
 namespace arpguard {
 
@@ -57,6 +58,9 @@ enum class TableOwnership {
   kPlain,        ///< agent.own_nft_table = false: tables any root process may change
 };
 
+/// How many tables above arp.source_routing_table arpguard takes as its own (ifindexes).
+inline constexpr uint32_t kSourceTables = 1u << 20;
+
 struct DesiredHost {
   std::vector<std::string> arp_facing;             ///< interface names, sorted
   std::vector<std::pair<SysctlKey, int>> sysctls;  ///< keys arpguard writes, with their values
@@ -64,8 +68,19 @@ struct DesiredHost {
   TableOwnership ownership = TableOwnership::kLeaveOrphan;
   int arp_announce = 2;
   bool uses_sysctls = false;  ///< some IPv4 VIP relies on the sysctl layer
+  std::vector<rules::ArpOutput> arp_outputs;  ///< per ARP-facing interface, its ARP sender for VIPs
+  std::optional<rules::Watch> watch;          ///< the wire watch's log rules, when on
+  /// arp.source_routing: per ARP-facing interface, a table routing its subnets
+  /// out of it, and a rule sending each of its addresses' traffic to that table.
+  bool source_routing = false;
+  uint32_t source_table_base = 0;  ///< tables [base, base + kSourceTables) are arpguard's
+  std::map<PolicyRouteKey, PolicyRouteInfo> source_routes;
+  std::map<RoutingRuleKey, RoutingRuleInfo> source_rules;
 
   const nft::TableSpec* table(const nft::TableId& id) const;
+  /// The table arpguard writes as `id` on this host, whether or not the policy
+  /// wants it now (to recognise the rules of one left behind).
+  nft::TableSpec reference_table(const nft::TableId& id) const;
 };
 
 struct Desired {

@@ -81,11 +81,14 @@ class Differ {
     diff_bound_vips();
     diff_redirected();
     diff_unwanted();
-    if (scope_.everything || scope_.host) diff_sysctls();
+    if (scope_.everything || scope_.host) {
+      diff_source_routing();
+      diff_sysctls();
+    }
     diff_tables();
     Plan plan;
-    plan.actions.reserve(deletions_.size() + sysctls_.size() + nft_.size() + additions_.size());
-    for (auto* part : {&deletions_, &sysctls_, &nft_, &additions_}) {
+    plan.actions.reserve(deletions_.size() + routing_.size() + sysctls_.size() + nft_.size() + additions_.size());
+    for (auto* part : {&deletions_, &routing_, &sysctls_, &nft_, &additions_}) {
       for (Action& action : *part) plan.actions.push_back(std::move(action));
     }
     return plan;
@@ -202,6 +205,40 @@ class Differ {
           }
         }
       }
+    }
+  }
+
+  // ---- source routing ----
+
+  // Routes in arpguard's tables and rules it made (protocol 247) that the host
+  // no longer wants go; wanted ones missing or different are made. A rule
+  // someone else made with the same selector and table serves as well.
+  void diff_source_routing() {
+    const uint32_t base = desired_.host.source_routing ? desired_.host.source_table_base : 0;
+    auto ours_by_table = [&](uint32_t table) {
+      return desired_.host.source_routing && table >= base && table - base < kSourceTables;
+    };
+    for (const auto& [key, info] : observed_.policy_routes) {
+      const bool ours = ours_by_table(key.table) || info.protocol == kRouteProtoArpguard;
+      if (!ours) continue;
+      auto want = desired_.host.source_routes.find(key);
+      if (want == desired_.host.source_routes.end() || !(want->second == info)) {
+        routing_.emplace_back(RoutingChange{false, PolicyRoute{key, info}, link_name(info.link_index)});
+      }
+    }
+    for (const auto& [key, info] : desired_.host.source_routes) {
+      auto have = observed_.policy_routes.find(key);
+      if (have == observed_.policy_routes.end() || !(have->second == info)) {
+        routing_.emplace_back(RoutingChange{true, PolicyRoute{key, info}, link_name(info.link_index)});
+      }
+    }
+    for (const auto& [key, info] : observed_.rules) {
+      if (info.protocol == kRouteProtoArpguard && !desired_.host.source_rules.count(key)) {
+        routing_.emplace_back(RoutingChange{false, RoutingRule{key, info}, ""});
+      }
+    }
+    for (const auto& [key, info] : desired_.host.source_rules) {
+      if (!observed_.rules.count(key)) routing_.emplace_back(RoutingChange{true, RoutingRule{key, info}, ""});
     }
   }
 
@@ -427,7 +464,7 @@ class Differ {
   const Observed& observed_;
   const DiffScope& scope_;
   std::map<std::string, const Link*> links_by_name_;
-  std::vector<Action> deletions_, sysctls_, nft_, additions_;
+  std::vector<Action> deletions_, routing_, sysctls_, nft_, additions_;
 };
 
 }  // namespace
@@ -474,6 +511,15 @@ Plan plan_removal(const Desired& desired, const Observed& observed) {
     kept |= guards;
     if (!guards) plan.actions.emplace_back(NftChange{nft_change::DeleteTable{id}});
   }
+  // 3. Source routing: the rules and routes arpguard made.
+  for (const auto& [key, info] : observed.rules) {
+    if (info.protocol == kRouteProtoArpguard) plan.actions.emplace_back(RoutingChange{false, RoutingRule{key, info}, ""});
+  }
+  for (const auto& [key, info] : observed.policy_routes) {
+    if (info.protocol != kRouteProtoArpguard) continue;
+    const Link* link = observed.link_at(info.link_index);
+    plan.actions.emplace_back(RoutingChange{false, PolicyRoute{key, info}, link ? link->name : "?"});
+  }
   if (kept) return plan;
   for (const auto& [key, origin] : observed.state.sysctl_origin) {
     auto it = observed.sysctls.find(key);
@@ -486,7 +532,6 @@ Plan plan_removal(const Desired& desired, const Observed& observed) {
 
 std::vector<Reason> sysctl_gaps(const Desired& desired, const SysctlValues& values) {
   std::vector<Reason> reasons;
-  if (!desired.host.uses_sysctls) return reasons;
   for (const auto& [key, value] : desired.host.sysctls) {
     auto it = values.find(key);
     if (it == values.end()) {
@@ -496,6 +541,7 @@ std::vector<Reason> sysctl_gaps(const Desired& desired, const SysctlValues& valu
           not_ready(ReasonKind::kSysctlWrong, fmt::format("sysctl {} is {}, want {}", key.str(), it->second, value)));
     }
   }
+  if (!desired.host.uses_sysctls) return reasons;
   for (const std::string& name : desired.host.arp_facing) {
     const int ignore = effective_sysctl(values, name, kArpIgnore);
     if (!arp_ignore_protects(ignore)) {

@@ -94,6 +94,8 @@ void Driver::carry_out(Command command) {
                  [&](command::Notify& c) { host_.notify(c.text); },
                  [&](command::Log& c) { host_.log(c.level, c.text); },
                  [&](command::Exit& c) { exit_code_ = c.code; },
+                 [&](command::Probe& c) { host_.probe(c.targets); },
+                 [&](command::LookupRoutes& c) { feed_back(input::Routes{kernel_.netlink.route_lookups(c.queries)}); },
              },
              command);
 }

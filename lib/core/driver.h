@@ -29,6 +29,9 @@ class Host {
   virtual void notify(const std::string& text) = 0;
   virtual void log(LogLevel level, const std::string& text) = 0;
   virtual void persist_drain(bool draining) = 0;
+  /// Asks the segment about each target (the wire watch hears the answers).
+  /// Best effort: a host that cannot send says so in its own log, once.
+  virtual void probe(const std::vector<command::ProbeTarget>& targets) = 0;
   virtual double now() const = 0;  ///< monotonic seconds
 };
 

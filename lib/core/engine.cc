@@ -28,9 +28,13 @@ Result<Observed> Engine::observe() {
   auto addresses = kernel_.netlink.addresses();
   if (!addresses) return addresses.error();
   observed.set_addresses(std::move(*addresses));
-  auto routes = kernel_.netlink.local_routes();
+  auto routes = kernel_.netlink.routes();
   if (!routes) return routes.error();
-  observed.local_routes = std::move(*routes);
+  observed.local_routes = std::move(routes->local);
+  observed.policy_routes = std::move(routes->policy);
+  auto rules = kernel_.netlink.rules();
+  if (!rules) return rules.error();
+  observed.rules = std::move(*rules);
 
   std::vector<std::string> scopes{"all", "default"};
   for (const auto& [index, link] : observed.links) scopes.push_back(link.name);
@@ -58,12 +62,13 @@ Result<Observed> Engine::observe() {
 
 namespace {
 
-enum class Phase { kDelete, kSysctl, kNft, kAdd };
+enum class Phase { kDelete, kRouting, kSysctl, kNft, kAdd, kCount };
 
 Phase phase_of(const Action& action) {
   return std::visit(Overloaded{
                         [](const DelAddress&) { return Phase::kDelete; },
                         [](const DelRoute&) { return Phase::kDelete; },
+                        [](const RoutingChange&) { return Phase::kRouting; },
                         [](const SetSysctl&) { return Phase::kSysctl; },
                         [](const NftChange&) { return Phase::kNft; },
                         [](const AddAddress&) { return Phase::kAdd; },
@@ -78,6 +83,7 @@ RtnlChange as_rtnl(const Action& action) {
                         [](const DelRoute& a) -> RtnlChange { return a; },
                         [](const AddAddress& a) -> RtnlChange { return a; },
                         [](const AddRoute& a) -> RtnlChange { return a; },
+                        [](const RoutingChange& a) -> RtnlChange { return a; },
                         [](const SetSysctl&) -> RtnlChange { return DelAddress{}; },  // never: not an rtnetlink phase
                         [](const NftChange&) -> RtnlChange { return DelAddress{}; },
                     },
@@ -91,6 +97,7 @@ ManagedVip managed_of(const RtnlChange& change) {
                         [](const DelRoute& a) { return ManagedVip{a.key.destination, VipKind::kRoute, a.device}; },
                         [](const AddAddress& a) { return ManagedVip{a.key.prefix(), VipKind::kAddress, a.device}; },
                         [](const AddRoute& a) { return ManagedVip{a.key.destination, VipKind::kRoute, a.device}; },
+                        [](const RoutingChange&) { return ManagedVip{}; },  // not a VIP: never recorded
                     },
                     change);
 }
@@ -101,68 +108,77 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
   ApplyOutcome out;
   out.results.assign(plan.actions.size(), Status());
   out.skipped.assign(plan.actions.size(), false);
-  std::vector<size_t> phases[4];
+  std::vector<size_t> phases[static_cast<int>(Phase::kCount)];
   for (size_t i = 0; i < plan.actions.size(); ++i) phases[static_cast<int>(phase_of(plan.actions[i]))].push_back(i);
+  const std::vector<size_t>& deletions = phases[static_cast<int>(Phase::kDelete)];
+  const std::vector<size_t>& routing = phases[static_cast<int>(Phase::kRouting)];
+  const std::vector<size_t>& sysctls = phases[static_cast<int>(Phase::kSysctl)];
+  const std::vector<size_t>& nft = phases[static_cast<int>(Phase::kNft)];
+  const std::vector<size_t>& additions = phases[static_cast<int>(Phase::kAdd)];
 
-  auto run_rtnl = [&](const std::vector<size_t>& indices, bool adding) {
+  // `vips`: the changes are VIPs, whose ownership is recorded.
+  auto run_rtnl = [&](const std::vector<size_t>& indices, bool vips, bool adding) {
     std::vector<RtnlChange> changes;
     changes.reserve(indices.size());
     for (size_t i : indices) changes.push_back(as_rtnl(plan.actions[i]));
     std::vector<Status> statuses = kernel_.netlink.apply(changes);
     for (size_t k = 0; k < indices.size(); ++k) {
       Status status = k < statuses.size() ? statuses[k] : Status::failure("rtnetlink: no answer");
-      if (status.ok()) (adding ? out.state.added : out.state.removed).push_back(managed_of(changes[k]));
+      if (status.ok() && vips) (adding ? out.state.added : out.state.removed).push_back(managed_of(changes[k]));
       out.results[indices[k]] = std::move(status);
     }
   };
 
   // 1. VIPs that go: removal first can never expose anything.
-  if (!phases[0].empty()) run_rtnl(phases[0], false);
+  if (!deletions.empty()) run_rtnl(deletions, true, false);
 
-  // 2. Sysctls, their values before arpguard recorded before the first write.
-  if (!phases[1].empty()) {
+  // 2. Source routing, before the arp_filter it makes right.
+  if (!routing.empty()) run_rtnl(routing, false, false);
+
+  // 3. Sysctls, their values before arpguard recorded before the first write.
+  if (!sysctls.empty()) {
     StateChange origins;
-    for (size_t i : phases[1]) {
+    for (size_t i : sysctls) {
       const auto& set = std::get<SetSysctl>(plan.actions[i]);
       origins.origins.emplace(set.key, set.from);
     }
     if (Status s = kernel_.state.record(origins); !s) out.state_error = s.error();
     out.state.origins = origins.origins;
-    for (size_t i : phases[1]) {
+    for (size_t i : sysctls) {
       const auto& set = std::get<SetSysctl>(plan.actions[i]);
       out.results[i] = kernel_.sysctls.write(set.key, set.to);
     }
   }
 
-  // 3. The nft changes: one transaction, all or nothing.
-  if (!phases[2].empty()) {
+  // 4. The nft changes: one transaction, all or nothing.
+  if (!nft.empty()) {
     std::vector<NftChange> changes;
-    changes.reserve(phases[2].size());
-    for (size_t i : phases[2]) changes.push_back(std::get<NftChange>(plan.actions[i]));
+    changes.reserve(nft.size());
+    for (size_t i : nft) changes.push_back(std::get<NftChange>(plan.actions[i]));
     const Status status = kernel_.nft.apply(changes);
-    for (size_t i : phases[2]) out.results[i] = status;
+    for (size_t i : nft) out.results[i] = status;
   }
 
-  // 4. VIPs last, and only once their suppression is verified (I1).
-  if (!phases[3].empty()) {
+  // 5. VIPs last, and only once their suppression is verified (I1).
+  if (!additions.empty()) {
     std::vector<IpPrefix> vips;
-    for (size_t i : phases[3]) vips.push_back(managed_of(as_rtnl(plan.actions[i])).prefix);
+    for (size_t i : additions) vips.push_back(managed_of(as_rtnl(plan.actions[i])).prefix);
     const std::map<IpPrefix, std::vector<Reason>> gaps = verifier.gaps_before_adding(vips);
     std::vector<size_t> protected_adds;
-    for (size_t k = 0; k < phases[3].size(); ++k) {
+    for (size_t k = 0; k < additions.size(); ++k) {
       auto it = gaps.find(vips[k]);
       if (it == gaps.end() || it->second.empty()) {
-        protected_adds.push_back(phases[3][k]);
+        protected_adds.push_back(additions[k]);
         continue;
       }
-      out.results[phases[3][k]] =
+      out.results[additions[k]] =
           Status::failure(fmt::format("suppression not verified, VIP not added: {}", it->second.front().text));
-      out.skipped[phases[3][k]] = true;
+      out.skipped[additions[k]] = true;
       for (const Reason& r : it->second) {
         if (std::find(out.blocked.begin(), out.blocked.end(), r) == out.blocked.end()) out.blocked.push_back(r);
       }
     }
-    if (!protected_adds.empty()) run_rtnl(protected_adds, true);
+    if (!protected_adds.empty()) run_rtnl(protected_adds, true, true);
   }
 
   if (!out.state.added.empty() || !out.state.removed.empty()) {

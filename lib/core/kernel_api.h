@@ -8,13 +8,19 @@
 #include <variant>
 #include <vector>
 
+#include "core/flux.h"
 #include "core/model.h"
 #include "core/plan.h"
 #include "core/status.h"
 
 namespace arpguard {
 
-using RtnlChange = std::variant<DelAddress, DelRoute, AddAddress, AddRoute>;
+struct RouteTables {
+  std::map<RouteKey, RouteInfo> local;
+  std::map<PolicyRouteKey, PolicyRouteInfo> policy;
+};
+
+using RtnlChange = std::variant<DelAddress, DelRoute, AddAddress, AddRoute, RoutingChange>;
 
 /// Links, addresses of both families, and local routes (rtnetlink).
 class NetlinkApi {
@@ -22,8 +28,14 @@ class NetlinkApi {
   virtual ~NetlinkApi() = default;
   virtual Result<std::map<int, Link>> links() = 0;
   virtual Result<std::map<AddressKey, AddressInfo>> addresses() = 0;
-  /// Type local routes of table local, both families.
-  virtual Result<std::map<RouteKey, RouteInfo>> local_routes() = 0;
+  /// Type local routes of table local, both families; and IPv4 unicast routes
+  /// of tables other than local, main and default (one dump).
+  virtual Result<RouteTables> routes() = 0;
+  /// IPv4 rules that select a table by source address.
+  virtual Result<std::map<RoutingRuleKey, RoutingRuleInfo>> rules() = 0;
+  /// `ip route get ASKER from ADDRESS` for each query: the interface the
+  /// kernel's route leaves through. A query that fails is left out.
+  virtual RouteAnswers route_lookups(const std::vector<RouteQuery>& queries) = 0;
   /// Carries out every change, pipelined; one status per change, in order.
   /// Idempotent by identity: an address added already, or gone already, is done.
   virtual std::vector<Status> apply(const std::vector<RtnlChange>& changes) = 0;

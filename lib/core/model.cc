@@ -13,6 +13,10 @@ std::string ManagedVip::str() const {
                                    : fmt::format("{} (route) dev {}", prefix.str(), device);
 }
 
+std::string RoutingRuleKey::str() const {
+  return fmt::format("from {} lookup {} priority {}", source.str(), table, priority);
+}
+
 void Observed::put_address(const AddressKey& key, const AddressInfo& info) {
   addresses[key] = info;
   const Link* link = link_at(key.link_index);

@@ -15,6 +15,7 @@
 
 #include "core/ip.h"
 #include "core/policy.h"
+#include "core/wire.h"
 #include "rules/nft_spec.h"
 
 namespace arpguard {
@@ -25,6 +26,7 @@ struct Link {
   bool loopback = false;
   bool noarp = false;
   bool up = false;
+  MacAddress mac;  ///< all zero when the link has none
 
   bool operator==(const Link&) const = default;
 };
@@ -81,6 +83,40 @@ struct RouteInfo {
   uint8_t scope = kScopeHost;
 
   bool operator==(const RouteInfo&) const = default;
+};
+
+/// Source routing (arp.source_routing): an IPv4 route of one of arpguard's
+/// per-interface tables, as the kernel identifies it.
+struct PolicyRouteKey {
+  uint32_t table = 0;
+  IpPrefix destination;
+
+  auto operator<=>(const PolicyRouteKey&) const = default;
+};
+
+struct PolicyRouteInfo {
+  int link_index = 0;
+  uint8_t protocol = 0;
+  std::optional<IpAddress> source;  ///< RTA_PREFSRC
+
+  bool operator==(const PolicyRouteInfo&) const = default;
+};
+
+/// An IPv4 routing rule `from SOURCE lookup TABLE priority PRIORITY`.
+struct RoutingRuleKey {
+  uint32_t priority = 0;
+  IpPrefix source;
+  uint32_t table = 0;
+
+  auto operator<=>(const RoutingRuleKey&) const = default;
+  /// "from 192.0.2.11 lookup 5003 priority 1000"
+  std::string str() const;
+};
+
+struct RoutingRuleInfo {
+  uint8_t protocol = 0;
+
+  bool operator==(const RoutingRuleInfo&) const = default;
 };
 
 /// net.ipv4.conf.<scope>.<name>; scope is "all", "default" or an interface.
@@ -179,6 +215,10 @@ struct Observed {
   /// The addresses of each link but loopback ones (an index of `addresses`: few per link).
   std::map<int, std::set<AddressKey>> addresses_by_link;
   std::map<RouteKey, RouteInfo> local_routes;   ///< type local routes in table local
+  /// IPv4 unicast routes of tables other than local, main and default: source routing's.
+  std::map<PolicyRouteKey, PolicyRouteInfo> policy_routes;
+  std::map<RoutingRuleKey, RoutingRuleInfo> rules;  ///< IPv4 rules that select a table by source
+  uint64_t routing_changes = 0;                 ///< main-table routes and rules changed: ARP flux to look at again
   SysctlValues sysctls;                         ///< arp_* of all, default and every link
   std::map<nft::TableId, ObservedTable> tables; ///< arpguard's tables that exist
   bool persist_supported = false;               ///< the kernel knows NFT_TABLE_F_PERSIST

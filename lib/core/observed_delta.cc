@@ -13,12 +13,19 @@ void Touched::merge(Touched other) {
   changed |= other.changed;
   resync |= other.resync;
   every_vip |= other.every_vip;
+  routing |= other.routing;
 }
 
 namespace {
 
 Touched region(const IpRange& range, bool host, bool changed) { return Touched{false, {range}, host, changed}; }
 Touched host_only(bool changed) { return Touched{false, {}, true, changed}; }
+// Source routing's objects: host state, and what ARP flux depends on.
+Touched routing(bool changed) {
+  Touched t = host_only(changed);
+  t.routing = true;
+  return t;
+}
 // A change to a table, set or chain: every VIP's suppression is in question.
 Touched structure(bool changed) { return Touched{false, {}, true, changed, false, true}; }
 // A change to something of a table the cache does not hold: a late event, or a missed one.
@@ -72,7 +79,10 @@ Touched apply_delta(Observed& observed, const Delta& change) {
             }
             for (const AddressKey& key : gone) observed.remove_address(key);
             // The kernel sends no RTM_DELROUTE for the routes that go with a link.
-            const size_t routes = std::erase_if(observed.local_routes, [&](const auto& entry) {
+            size_t routes = std::erase_if(observed.local_routes, [&](const auto& entry) {
+              return entry.second.link_index == d.index;
+            });
+            routes += std::erase_if(observed.policy_routes, [&](const auto& entry) {
               return entry.second.link_index == d.index;
             });
             return Touched{true, {}, true, changed || !gone.empty() || routes != 0};
@@ -97,6 +107,31 @@ Touched apply_delta(Observed& observed, const Delta& change) {
           [&](const delta::RouteRemoved& d) {
             const bool changed = observed.local_routes.erase(d.key) != 0;
             return region(IpRange::of(d.key.destination), false, changed);
+          },
+          [&](const delta::PolicyRouteUpsert& d) {
+            auto it = observed.policy_routes.find(d.key);
+            const bool changed = it == observed.policy_routes.end() || !(it->second == d.info);
+            observed.policy_routes[d.key] = d.info;
+            return routing(changed);
+          },
+          [&](const delta::PolicyRouteRemoved& d) { return routing(observed.policy_routes.erase(d.key) != 0); },
+          [&](const delta::RoutingRuleUpsert& d) {
+            auto it = observed.rules.find(d.key);
+            const bool changed = it == observed.rules.end() || !(it->second == d.info);
+            observed.rules[d.key] = d.info;
+            return routing(changed);
+          },
+          [&](const delta::RoutingRuleRemoved& d) { return routing(observed.rules.erase(d.key) != 0); },
+          [&](const delta::Undecodable&) {
+            Touched t;
+            t.resync = true;
+            return t;
+          },
+          [&](const delta::RoutingChanged&) {
+            ++observed.routing_changes;
+            Touched t;
+            t.routing = true;
+            return t;
           },
           [&](const delta::TableUpsert& d) {
             const bool existed = observed.tables.count(d.table) != 0;
@@ -206,6 +241,17 @@ std::string describe(const Delta& change, const Observed& observed) {
           [&](const delta::RouteRemoved& d) {
             return fmt::format("RTM_DELROUTE local {} table local", d.key.destination.str());
           },
+          [&](const delta::PolicyRouteUpsert& d) {
+            return fmt::format("RTM_NEWROUTE {} dev {} table {}", d.key.destination.str(), device(d.info.link_index),
+                               d.key.table);
+          },
+          [&](const delta::PolicyRouteRemoved& d) {
+            return fmt::format("RTM_DELROUTE {} table {}", d.key.destination.str(), d.key.table);
+          },
+          [&](const delta::RoutingRuleUpsert& d) { return "RTM_NEWRULE " + d.key.str(); },
+          [&](const delta::RoutingRuleRemoved& d) { return "RTM_DELRULE " + d.key.str(); },
+          [&](const delta::RoutingChanged&) { return std::string("a route or rule changed"); },
+          [&](const delta::Undecodable& d) { return "undecodable notification: " + d.what; },
           [&](const delta::TableUpsert& d) { return fmt::format("NFT_MSG_NEWTABLE {}", d.table.str()); },
           [&](const delta::TableRemoved& d) { return fmt::format("NFT_MSG_DELTABLE {}", d.table.str()); },
           [&](const delta::ChainUpsert& d) { return fmt::format("NFT_MSG_NEWCHAIN {} {}", d.table.str(), d.name); },
@@ -271,6 +317,9 @@ std::vector<std::string> divergences(const Observed& cache, const Observed& fres
   compare_maps(cache.addresses, fresh.addresses, "address", [](const AddressKey& k) { return k.prefix().str(); }, out);
   compare_maps(cache.local_routes, fresh.local_routes, "local route",
                [](const RouteKey& k) { return k.destination.str(); }, out);
+  compare_maps(cache.policy_routes, fresh.policy_routes, "route",
+               [](const PolicyRouteKey& k) { return fmt::format("{} table {}", k.destination.str(), k.table); }, out);
+  compare_maps(cache.rules, fresh.rules, "rule", [](const RoutingRuleKey& k) { return k.str(); }, out);
   for (const auto& [id, table] : fresh.tables) {
     const ObservedTable* cached = cache.table(id);
     if (!cached) {

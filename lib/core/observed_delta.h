@@ -23,6 +23,16 @@ struct AddressUpsert { AddressKey key; AddressInfo info; };
 struct AddressRemoved { AddressKey key; };
 struct RouteUpsert { RouteKey key; RouteInfo info; };
 struct RouteRemoved { RouteKey key; };
+struct PolicyRouteUpsert { PolicyRouteKey key; PolicyRouteInfo info; };
+struct PolicyRouteRemoved { PolicyRouteKey key; };
+struct RoutingRuleUpsert { RoutingRuleKey key; RoutingRuleInfo info; };
+struct RoutingRuleRemoved { RoutingRuleKey key; };
+/// A route of the main table, or a rule the cache does not hold, changed: not
+/// cached, but what ARP flux analysis depends on (core/flux.h).
+struct RoutingChanged {};
+/// Bytes that could not be decoded (a message cut short, a length that lies):
+/// whatever they said is unknown, so the cache is read again.
+struct Undecodable { std::string what; };
 struct TableUpsert { nft::TableId table; uint32_t flags = 0; std::optional<uint32_t> owner; };
 struct TableRemoved { nft::TableId table; };
 struct ChainUpsert { nft::TableId table; std::string name; ObservedChain chain; };
@@ -51,7 +61,9 @@ namespace arpguard {
 using Delta = std::variant<delta::LinkUpsert, delta::LinkRemoved, delta::AddressUpsert, delta::AddressRemoved,
                            delta::RouteUpsert, delta::RouteRemoved, delta::TableUpsert, delta::TableRemoved,
                            delta::ChainUpsert, delta::ChainRemoved, delta::SetUpsert, delta::SetRemoved,
-                           delta::RuleUpsert, delta::RuleRemoved, delta::ElementsAdded, delta::ElementsRemoved>;
+                           delta::RuleUpsert, delta::RuleRemoved, delta::ElementsAdded, delta::ElementsRemoved,
+                           delta::PolicyRouteUpsert, delta::PolicyRouteRemoved, delta::RoutingRuleUpsert,
+                           delta::RoutingRuleRemoved, delta::RoutingChanged, delta::Undecodable>;
 
 /// One decoded notification.
 struct KernelEvent {
@@ -67,6 +79,7 @@ struct Touched {
   bool changed = false;          ///< the cache differs from before
   bool resync = false;           ///< the delta did not fit the cache: read everything again
   bool every_vip = false;        ///< each VIP's protection is in question (a table or set changed)
+  bool routing = false;          ///< routes or rules changed: ARP flux to analyse again
 
   void merge(Touched other);
 };

@@ -22,6 +22,7 @@ std::string Resource::str() const {
     case Kind::kVip: return "vip " + name;
     case Kind::kSysctl: return "sysctl " + name;
     case Kind::kTable: return "nft table " + name;
+    case Kind::kRouting: return name;
   }
   return name;
 }
@@ -40,6 +41,19 @@ std::string element_list(const std::vector<nft::Element>& elements) {
 }
 
 std::string scope_suffix(uint8_t scope) { return scope == kScopeHost ? " scope host" : ""; }
+
+// "rule from 192.0.2.11 lookup 5003 priority 1000", "route 192.0.2.0/24 dev eth1 src 192.0.2.11 table 5003"
+std::string routing_object(const RoutingChange& change) {
+  return std::visit(Overloaded{
+                        [&](const RoutingRule& r) { return "rule " + r.key.str(); },
+                        [&](const PolicyRoute& r) {
+                          return fmt::format("route {} dev {}{} table {}", r.key.destination.str(), change.device,
+                                             r.info.source ? " src " + r.info.source->str() : std::string(),
+                                             r.key.table);
+                        },
+                    },
+                    change.object);
+}
 
 }  // namespace
 
@@ -87,6 +101,7 @@ std::string describe(const Action& action) {
           [](const DelRoute& a) {
             return fmt::format("del route local {} table local ({})", a.key.destination.str(), to_string(a.why));
           },
+          [](const RoutingChange& a) { return fmt::format("{} {}", a.add ? "add" : "del", routing_object(a)); },
           [](const SetSysctl& a) { return fmt::format("set {} {} -> {}", a.key.str(), a.from, a.to); },
           [](const NftChange& a) { return describe(a); },
           [](const AddAddress& a) {
@@ -108,6 +123,7 @@ Resource resource_of(const Action& action) {
       Overloaded{
           [](const DelAddress& a) { return Resource{Kind::kVip, a.key.prefix().str()}; },
           [](const DelRoute& a) { return Resource{Kind::kVip, a.key.destination.str()}; },
+          [](const RoutingChange& a) { return Resource{Kind::kRouting, routing_object(a)}; },
           [](const SetSysctl& a) { return Resource{Kind::kSysctl, a.key.str()}; },
           [](const NftChange& a) {
             return std::visit(

@@ -63,6 +63,22 @@ struct AddRoute {
   std::string device;
 };
 
+/// Source routing (arp.source_routing): a route of one of arpguard's tables,
+/// or a rule selecting one, added or deleted.
+struct PolicyRoute {
+  PolicyRouteKey key;
+  PolicyRouteInfo info;
+};
+struct RoutingRule {
+  RoutingRuleKey key;
+  RoutingRuleInfo info;
+};
+struct RoutingChange {
+  bool add = true;
+  std::variant<PolicyRoute, RoutingRule> object;
+  std::string device;  ///< the route's interface; empty for a rule
+};
+
 namespace nft_change {
 
 /// NEWTABLE: creates the table with `flags`, or on an orphaned persistent
@@ -110,13 +126,14 @@ using NftChange = std::variant<nft_change::CreateTable, nft_change::DeleteTable,
                                nft_change::CreateChain, nft_change::AddElements, nft_change::DelElements,
                                nft_change::AddRule, nft_change::DelRule>;
 
-using Action = std::variant<DelAddress, DelRoute, SetSysctl, NftChange, AddAddress, AddRoute>;
+using Action = std::variant<DelAddress, DelRoute, RoutingChange, SetSysctl, NftChange, AddAddress, AddRoute>;
 
 /// What an action changes: a VIP, a sysctl key, an nft table.
 struct Resource {
-  enum class Kind : uint8_t { kVip, kSysctl, kTable };
+  enum class Kind : uint8_t { kVip, kSysctl, kTable, kRouting };
   Kind kind = Kind::kVip;
-  std::string name;  ///< "10.0.0.5/32", "net.ipv4.conf.all.arp_ignore", "arp arpguard"
+  /// "10.0.0.5/32", "net.ipv4.conf.all.arp_ignore", "arp arpguard", "rule from 192.0.2.11 lookup 5003 priority 1000"
+  std::string name;
 
   auto operator<=>(const Resource&) const = default;
   /// "vip 10.0.0.5/32", "sysctl net.ipv4.conf.all.arp_ignore", "nft table arp arpguard"

@@ -135,8 +135,10 @@ class PolicyReader {
         vips = &node;
       } else if (name == "readiness") {
         if (auto* table = expect_table(node, name)) read_readiness(*table);
+      } else if (name == "watch") {
+        if (auto* table = expect_table(node, name)) read_watch(*table);
       } else {
-        error(key.source(), fmt::format("unknown key '{}' (expected agent, arp, vip or readiness)", name));
+        error(key.source(), fmt::format("unknown key '{}' (expected agent, arp, vip, readiness or watch)", name));
       }
     }
     // VIPs last: their defaults (method) come from [arp], wherever it is in the file.
@@ -345,6 +347,12 @@ class PolicyReader {
         if (auto value = boolean_of(node, path)) arp.arp_filter = *value;
       } else if (name == "source_routing") {
         if (auto value = boolean_of(node, path)) arp.source_routing = *value;
+      } else if (name == "source_routing_table") {
+        // Table ids 253-255 are the kernel's default, main and local; ifindexes are added to the base.
+        if (auto value = integer_in(node, path, 256, 1000000000)) arp.source_routing_table = static_cast<uint32_t>(*value);
+      } else if (name == "source_routing_priority") {
+        // Below the main table's rule (32766), above the local one (0).
+        if (auto value = integer_in(node, path, 1, 32765)) arp.source_routing_priority = static_cast<uint32_t>(*value);
       } else if (name == "real_ip") {
         read_real_ip(node, path);
       } else {
@@ -533,6 +541,15 @@ class PolicyReader {
                                                vip.prefix.str(), vip.device));
       return false;
     }
+    if (vip.device != "lo" && vip.prefix.family() == Family::kV6) {
+      // Sent from an address of the outgoing device, a neighbour solicitation
+      // carries its source and this host's MAC: every neighbour asked learns it.
+      error(keys.device->source(),
+            fmt::format("vip.device: an IPv6 VIP on {} is revealed by the neighbour solicitations this host sends "
+                        "from it; IPv6 VIPs go on lo",
+                        vip.device));
+      return false;
+    }
     if (vip.device != "lo" && vip.method == Method::kSysctl) {
       // arp_ignore answers for an address on the interface a request comes in on,
       // and NDP answers for any address on the receiving device.
@@ -699,6 +716,23 @@ class PolicyReader {
       } else {
         error(element->source(),
               fmt::format("{}: '{}' is not IPV4:PORT or [IPV6]:PORT (port 1 to 65535)", path, text));
+      }
+    }
+  }
+
+  void read_watch(const toml::table& table) {
+    WatchPolicy& watch = policy_.watch;
+    for (auto&& [key, node] : table) {
+      const std::string name(key.str());
+      const std::string path = "watch." + name;
+      if (name == "enabled") {
+        if (auto value = boolean_of(node, path)) watch.enabled = *value;
+      } else if (name == "log_group") {
+        if (auto value = integer_in(node, path, 1, 65535)) watch.log_group = static_cast<uint16_t>(*value);
+      } else if (name == "probe_interval_s") {
+        if (auto value = integer_in(node, path, 0, 86400)) watch.probe_interval_s = *value;
+      } else {
+        error(key.source(), fmt::format("unknown key '{}'", path));
       }
     }
   }

@@ -97,6 +97,10 @@ struct ArpPolicy {
   /// Per ARP-facing interface, a routing table and `ip rule from ADDR` so that
   /// arp_filter=1 answers each address on its own interface.
   bool source_routing = false;
+  /// Source routing: interface ifindex N gets table source_routing_table + N, and its
+  /// `from ADDR` rules this priority.
+  uint32_t source_routing_table = 5000;
+  uint32_t source_routing_priority = 1000;
   /// Sender address for the output mangle rule of an interface, overriding its primary IPv4.
   std::map<std::string, IpAddress> real_ip;
 
@@ -124,12 +128,23 @@ struct ReadinessPolicy {
   int conntrack_warn_percent = 90;
 };
 
+/// The wire watch: log rules in arpguard's tables hand every ARP and NDP frame
+/// that claims a VIP to arpguardd (nfnetlink_log group `log_group`).
+struct WatchPolicy {
+  bool enabled = true;
+  uint16_t log_group = 4247;
+  /// Each VIP is asked for on the segment once per this many seconds (0: only
+  /// when someone else asks for it), to hear who answers.
+  int probe_interval_s = 300;
+};
+
 struct Policy {
   std::string file;
   AgentPolicy agent;
   ArpPolicy arp;
   std::vector<VipPolicy> vips;  ///< sorted by prefix
   ReadinessPolicy readiness;
+  WatchPolicy watch;
 
   /// The VIP whose prefix contains `address`; nullptr when none.
   const VipPolicy* vip_containing(const IpAddress& address) const;

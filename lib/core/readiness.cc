@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
 
 #include "core/diff.h"
 #include "rules/tables.h"
@@ -49,6 +50,7 @@ std::vector<Reason> server_reasons(const Desired& desired, const Observed& obser
                                   fmt::format("{} is contested ({} repairs in the window)", resource.str(), repairs)));
     }
   }
+  if (in.flux) reasons.insert(reasons.end(), in.flux->begin(), in.flux->end());
   // A full conntrack table drops new connections silently, redirected ones
   // included: a warning while there is still room, so the operator can act.
   if (!desired.vips.redirected.empty() && in.conntrack && in.conntrack->max > 0 &&
@@ -58,6 +60,24 @@ std::vector<Reason> server_reasons(const Desired& desired, const Observed& obser
                                           "connections to redirected VIPs are dropped (raise net.netfilter.nf_conntrack_max)",
                                           in.conntrack->entries, in.conntrack->max,
                                           in.conntrack->entries * 100 / in.conntrack->max, in.conntrack_warn_percent)));
+  }
+  if (in.watch) {
+    // Said once for the server too, so that a summary that lists only VIPs
+    // that are not ready still warns. At most kMaxClaims entries.
+    std::set<MacAddress> others;
+    std::set<IpPrefix> vips;
+    for (const auto& [key, claim] : in.watch->claims()) {
+      if (claim.origin != ClaimOrigin::kOther || in.now - claim.last_seen > WireWatch::kClaimHold) continue;
+      others.insert(claim.mac);
+      vips.insert(claim.vip);
+    }
+    if (!others.empty()) {
+      std::vector<std::string> macs;
+      for (const MacAddress& mac : others) macs.push_back(mac.str());
+      reasons.push_back(warning(ReasonKind::kVipClaimed,
+                                fmt::format("{} VIP(s) claimed on the wire by another host: {}", vips.size(),
+                                            fmt::join(macs, ", "))));
+    }
   }
   return reasons;
 }
@@ -81,6 +101,18 @@ void resource_reasons(const ReadinessInputs& in, const IpPrefix& prefix, std::ve
     if (auto it = in.checks->find(prefix); it != in.checks->end() && !it->second.ok) {
       reasons.push_back(not_ready(ReasonKind::kCheckFailed,
                                   fmt::format("service check on {} failed: {}", prefix.address.str(), it->second.detail)));
+    }
+  }
+  if (in.watch) {
+    if (in.watch->leaked(prefix, in.now)) {
+      reasons.push_back(not_ready(ReasonKind::kVipLeaked,
+                                  fmt::format("vip {} was revealed on the wire by this host in the last {:.0f} s", prefix.str(),
+                                              WireWatch::kLeakHold)));
+    }
+    for (const Claim* claim : in.watch->others_claiming(prefix, in.now)) {
+      reasons.push_back(warning(ReasonKind::kVipClaimed,
+                                fmt::format("vip {} is claimed on the wire by another host, {} (last seen {:.0f} s ago)",
+                                            prefix.str(), claim->mac.str(), in.now - claim->last_seen)));
     }
   }
 }
@@ -119,8 +151,9 @@ std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed
                                                   name, vip.device)));
         }
       } else if (key.length == vip.prefix.length) {
-        reasons.push_back(not_ready(ReasonKind::kVipMisplaced, fmt::format("vip {} is also on {}, which may answer for it",
-                                                                          name, device_name(observed, key.link_index))));
+        reasons.push_back(not_ready(ReasonKind::kVipMisplaced, fmt::format("vip {} is also on {}, which may answer {} for it",
+                                                                          name, device_name(observed, key.link_index),
+                                                                          vip.prefix.family() == Family::kV4 ? "ARP" : "NDP")));
       }
     }
     if (device && !present) {
@@ -141,6 +174,15 @@ std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed
     }
   }
   for (Reason& r : vip_suppression_gaps(desired, observed, vip)) reasons.push_back(std::move(r));
+  // arp_ignore answers for the receiving interface's own addresses: on an
+  // ARP-facing device, only the nftables layer hides the VIP.
+  if (vip.prefix.family() == Family::kV4 && vip.method == Method::kBoth &&
+      std::binary_search(desired.host.arp_facing.begin(), desired.host.arp_facing.end(), vip.device)) {
+    reasons.push_back(warning(ReasonKind::kVipMisplaced,
+                              fmt::format("vip {} is on {}, where only the nftables layer hides it (arp_ignore answers "
+                                          "for the receiving interface's own addresses)",
+                                          name, vip.device)));
+  }
   resource_reasons(in, vip.prefix, reasons);
   return reasons;
 }
@@ -187,6 +229,44 @@ std::vector<Reason> redirect_reasons(const Desired& desired, const Observed& obs
   }
   resource_reasons(in, prefix, reasons);
   return reasons;
+}
+
+}  // namespace arpguard
+
+namespace arpguard {
+
+std::vector<Reason> orphan_reasons(const Desired& desired, const Observed& observed) {
+  std::vector<Reason> out;
+  for (const nft::TableId& id : {rules::arp_table_id(), rules::ndp_table_id()}) {
+    const ObservedTable* table = observed.table(id);
+    if (!table) continue;
+    auto set = table->sets.find(std::string(rules::kVipSet));
+    if (set == table->sets.end()) continue;
+    for (const nft::Element& e : set->second.all_elements()) {
+      // Each configured address the element holds that no VIP of the policy does.
+      for (auto it = observed.addresses.lower_bound(AddressKey{e.addresses.first, 0, 0});
+           it != observed.addresses.end() && it->first.address <= e.addresses.last; ++it) {
+        const IpAddress& a = it->first.address;
+        if (desired.vips.bound_containing(a) || desired.vips.is_redirected(a)) continue;
+        const Link* link = observed.link_at(it->first.link_index);
+        if (!link || !link->loopback) continue;  // an interface's own address is not a VIP left behind
+        out.push_back(warning(ReasonKind::kOrphanGuarded,
+                              fmt::format("{} on {} is in no VIP of the policy but still configured, so {} @vips keeps "
+                                          "hiding it (remove it with ip addr del, or put it back in the policy)",
+                                          it->first.prefix().str(), link->name, id.str())));
+      }
+      for (auto it = observed.local_routes.lower_bound(RouteKey{IpPrefix{e.addresses.first, 0}, 0});
+           it != observed.local_routes.end() && it->first.destination.address <= e.addresses.last; ++it) {
+        const IpPrefix& p = it->first.destination;
+        if (it->second.protocol == kRouteProtoKernel || desired.vips.bound_containing(p.address)) continue;
+        out.push_back(warning(ReasonKind::kOrphanGuarded,
+                              fmt::format("local route {} is in no VIP of the policy but still configured, so {} "
+                                          "@vips keeps hiding it (ip route del local {} table local)",
+                                          p.str(), id.str(), p.str())));
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace arpguard

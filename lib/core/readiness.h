@@ -20,6 +20,7 @@
 #include "core/model.h"
 #include "core/plan.h"
 #include "core/reason.h"
+#include "core/wire_watch.h"
 
 namespace arpguard {
 
@@ -38,11 +39,19 @@ struct ReadinessInputs {
   const std::map<IpPrefix, CheckResult>* checks = nullptr;     ///< per VIP with a check, its last result
   std::optional<ConntrackFill> conntrack;        ///< last read, when redirected VIPs need it
   int conntrack_warn_percent = 100;              ///< warn at or above this fill
+  const WireWatch* watch = nullptr;              ///< claims and leaks heard on the wire
+  double now = 0;                                ///< for the watch's holds
+  const std::vector<Reason>* flux = nullptr;     ///< host addresses answered by no NIC or a foreign one (warnings)
 };
 
 /// Server-wide reasons: freshness, drain, sysctls, tables, failing and contested
 /// resources that are not one VIP, no VIPs. Warnings included. O(interfaces + rules).
 std::vector<Reason> server_reasons(const Desired& desired, const Observed& observed, const ReadinessInputs& inputs);
+
+/// Warnings for addresses arpguard's sets still suppress though no VIP of the
+/// policy holds them, because they are still configured here (I8: a VIP
+/// whose ownership was lost keeps its suppression). O(elements): for status.
+std::vector<Reason> orphan_reasons(const Desired& desired, const Observed& observed);
 
 /// The reasons of the bound VIP `vip` alone. O(log n).
 std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed, const ReadinessInputs& inputs,

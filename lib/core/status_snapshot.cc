@@ -175,6 +175,16 @@ json to_json(const StatusSnapshot& s) {
                                  {"arp_filter", i.arp_filter},
                                  {"real_ip", i.real_ip}});
   }
+  out["addresses"] = json::array();
+  for (const AddressAnswerStatus& a : s.addresses) {
+    json answered = json::array();
+    for (const std::string& name : a.answered_by) answered.push_back(printable(name));
+    out["addresses"].push_back({{"address", a.address},
+                                {"device", printable(a.device)},
+                                {"answered_by", answered},
+                                {"right", a.why.empty()},
+                                {"why", printable(a.why)}});
+  }
   out["tables"] = json::array();
   for (const TableStatus& t : s.tables) {
     out["tables"].push_back({{"table", t.table}, {"present", t.present}, {"owned", t.owned}, {"elements", t.elements}});
@@ -206,6 +216,9 @@ json to_json(const StatusSnapshot& s) {
     out["claims"].push_back({{"vip", c.vip}, {"mac", c.mac}, {"origin", c.origin}, {"frames", c.frames},
                              {"last_seen", c.last_seen}});
   }
+  out["watch"] = {{"learned_directors", s.learned_directors},
+                  {"probes_total", s.watch_probes_total},
+                  {"frames_total", s.watch_frames_total}};
   out["metrics_vip_limit"] = s.metrics_vip_limit;
   return out;
 }
@@ -244,6 +257,14 @@ StatusSnapshot status_from_json(const json& j) {
                             get_or<int>(i, "arp_announce", 0), get_or<int>(i, "arp_filter", 0),
                             get_or<std::string>(i, "real_ip", "")});
   }
+  for (const json& a : array_at(j, "addresses")) {
+    AddressAnswerStatus status{get_or<std::string>(a, "address", "?"), get_or<std::string>(a, "device", "?"), {},
+                               get_or<std::string>(a, "why", "")};
+    for (const json& name : array_at(a, "answered_by")) {
+      if (name.is_string()) status.answered_by.push_back(name.get<std::string>());
+    }
+    s.addresses.push_back(std::move(status));
+  }
   for (const json& t : array_at(j, "tables")) {
     s.tables.push_back({get_or<std::string>(t, "table", "?"), get_or<bool>(t, "present", false),
                         get_or<bool>(t, "owned", false), get_or<uint64_t>(t, "elements", 0)});
@@ -271,6 +292,13 @@ StatusSnapshot status_from_json(const json& j) {
     s.claims.push_back({get_or<std::string>(c, "vip", "?"), get_or<std::string>(c, "mac", "?"),
                         get_or<std::string>(c, "origin", "other"), get_or<uint64_t>(c, "frames", 0),
                         get_or<double>(c, "last_seen", 0)});
+  }
+  if (j.is_object() && j.contains("watch") && j["watch"].is_object()) {
+    for (const json& mac : array_at(j["watch"], "learned_directors")) {
+      if (mac.is_string()) s.learned_directors.push_back(mac.get<std::string>());
+    }
+    s.watch_probes_total = get_or<uint64_t>(j["watch"], "probes_total", 0);
+    s.watch_frames_total = get_or<uint64_t>(j["watch"], "frames_total", 0);
   }
   s.metrics_vip_limit = get_or<int>(j, "metrics_vip_limit", 1000);
   return s;
@@ -365,6 +393,12 @@ std::string render_status_text(const StatusSnapshot& s) {
     out += fmt::format("  {:<10} arp_ignore={} arp_announce={} arp_filter={}{}\n", printable(i.name), i.arp_ignore,
                        i.arp_announce, i.arp_filter, i.real_ip.empty() ? "" : "  real ip " + i.real_ip);
   }
+  if (!s.addresses.empty()) out += "Host addresses (who answers ARP for each):\n";
+  for (const AddressAnswerStatus& a : s.addresses) {
+    out += fmt::format("  {:<16} on {:<8} {}{}\n", a.address, printable(a.device),
+                       a.answered_by.empty() ? std::string("nobody") : printable(fmt::format("{}", fmt::join(a.answered_by, ", "))),
+                       a.why.empty() ? "" : "  <- " + printable(a.why));
+  }
   for (const TableStatus& t : s.tables) {
     out += fmt::format("nft table {}: {}{}, {} element(s)\n", t.table, t.present ? "present" : "absent",
                        t.owned ? ", owned" : "", t.elements);
@@ -378,8 +412,14 @@ std::string render_status_text(const StatusSnapshot& s) {
   for (const ContestedStatus& c : s.contested) {
     out += fmt::format("Contested: {} ({} repairs in the window)\n", printable(c.resource), c.repairs);
   }
+  if (!s.claims.empty()) out += "Claims heard on the wire:\n";
   for (const ClaimStatus& c : s.claims) {
-    out += fmt::format("Claim on {} by {} ({}): {} frame(s)\n", c.vip, c.mac, c.origin, c.frames);
+    const bool learned = std::find(s.learned_directors.begin(), s.learned_directors.end(), c.mac) != s.learned_directors.end();
+    const char* who = c.origin == "this_host" ? "this host (a leak)"
+                      : c.origin == "director" ? (learned ? "the director (learned)" : "the director")
+                                               : "another host";
+    out += fmt::format("  {:<20} {}  {}: {} frame(s), last {:.0f} s ago\n", printable(c.vip), printable(c.mac), who,
+                       c.frames, std::max(0.0, s.now - c.last_seen));
   }
   out += fmt::format("Recent repairs ({} in total, {} failed):\n", s.repairs_total, s.repair_failures_total);
   if (s.recent_repairs.empty()) out += "  none\n";
@@ -456,6 +496,11 @@ std::string render_metrics(const StatusSnapshot& s) {
       out += fmt::format("{}{{interface=\"{}\"}} {}\n", metric_name, label(i.name), i.*field);
     }
   }
+  metric(out, "arpguard_host_addresses_misanswered", "gauge",
+         "Host addresses on ARP-facing interfaces answered by no interface, or by another one (ARP flux).");
+  out += fmt::format("arpguard_host_addresses_misanswered {}\n",
+                     std::count_if(s.addresses.begin(), s.addresses.end(),
+                                   [](const AddressAnswerStatus& a) { return !a.why.empty(); }));
   uint64_t dropped = 0;
   uint64_t nd_in = 0;
   uint64_t nd_out = 0;
@@ -494,6 +539,10 @@ std::string render_metrics(const StatusSnapshot& s) {
     out += fmt::format("arpguard_vip_claims_total{{vip=\"{}\",mac=\"{}\",origin=\"{}\"}} {}\n", label(c.vip),
                        label(c.mac), label(c.origin), c.frames);
   }
+  metric(out, "arpguard_watch_frames_total", "counter", "ARP/NDP frames the wire watch's log rules handed over.");
+  out += fmt::format("arpguard_watch_frames_total {}\n", s.watch_frames_total);
+  metric(out, "arpguard_watch_probes_total", "counter", "Probes the wire watch sent to hear who answers for a VIP.");
+  out += fmt::format("arpguard_watch_probes_total {}\n", s.watch_probes_total);
   metric(out, "arpguard_uptime_seconds", "gauge", "Seconds since arpguardd started.");
   out += fmt::format("arpguard_uptime_seconds {:.1f}\n", s.uptime_seconds);
   return out;

@@ -14,6 +14,7 @@
 
 #include "core/kernel_api.h"
 #include "core/reason.h"
+#include "core/text.h"
 
 namespace arpguard {
 
@@ -34,6 +35,15 @@ struct InterfaceStatus {
   int arp_announce = 0;
   int arp_filter = 0;
   std::string real_ip;  ///< the ARP sender for VIPs; empty when none
+};
+
+/// One of the host's own IPv4 addresses on an ARP-facing interface, and
+/// which interfaces answer ARP for it (core/flux.h).
+struct AddressAnswerStatus {
+  std::string address;
+  std::string device;
+  std::vector<std::string> answered_by;
+  std::string why;  ///< empty when exactly its own interface answers
 };
 
 struct RuleStatus {
@@ -86,6 +96,7 @@ struct StatusSnapshot {
   bool vips_complete = true;         ///< `vips` lists every VIP (else: not-ready ones first, bounded)
   std::vector<VipStatus> vips;
   std::vector<InterfaceStatus> interfaces;
+  std::vector<AddressAnswerStatus> addresses;  ///< the host's own, and who answers ARP for each
   std::vector<TableStatus> tables;
   std::vector<RuleStatus> rules;
   uint64_t repairs_total = 0;
@@ -95,6 +106,9 @@ struct StatusSnapshot {
   std::vector<ContestedStatus> contested;
   std::optional<ConntrackFill> conntrack;
   std::vector<ClaimStatus> claims;
+  std::vector<std::string> learned_directors;  ///< MACs taken for the director without readiness.director_macs
+  uint64_t watch_probes_total = 0;             ///< probes the watch sent
+  uint64_t watch_frames_total = 0;             ///< frames its log rules handed over
   int metrics_vip_limit = 1000;
 };
 
@@ -121,9 +135,5 @@ std::string render_status_text(const StatusSnapshot& status);
 std::string render_metrics(const StatusSnapshot& status);
 /// One HAProxy agent-check reply: "up ready 100%", "drain" or "down #reason".
 std::string agent_check_line(bool ready, bool only_draining, const std::string& first_reason);
-
-/// `text` with every invalid UTF-8 sequence and control character replaced,
-/// so it can go into JSON, a label or a log line.
-std::string printable(const std::string& text);
 
 }  // namespace arpguard

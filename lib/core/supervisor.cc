@@ -53,6 +53,12 @@ std::string joined(const std::vector<std::string>& items, size_t shown) {
   return out;
 }
 
+// Seconds between sweep batches: at most one a second, and fewer for few VIPs.
+double sweep_tick(size_t vips, double interval) {
+  if (vips == 0) return interval;
+  return std::max(1.0, interval / static_cast<double>(vips));
+}
+
 double backoff(int streak) { return std::min(kMaxRetry, kFirstRetry * std::pow(2.0, std::max(0, streak - 1))); }
 
 std::vector<IpRange> regions_of(const Plan& plan) {
@@ -61,6 +67,7 @@ std::vector<IpRange> regions_of(const Plan& plan) {
     std::visit(Overloaded{
                    [&](const DelAddress& a) { out.push_back(IpRange::of(a.key.prefix())); },
                    [&](const DelRoute& a) { out.push_back(IpRange::of(a.key.destination)); },
+                   [&](const RoutingChange&) {},
                    [&](const AddAddress& a) { out.push_back(IpRange::of(a.key.prefix())); },
                    [&](const AddRoute& a) { out.push_back(IpRange::of(a.key.destination)); },
                    [&](const SetSysctl&) {},
@@ -82,6 +89,14 @@ std::vector<IpRange> regions_of(const Plan& plan) {
   return out;
 }
 
+std::vector<MacAddress> director_macs(const Policy& policy) {
+  std::vector<MacAddress> out;
+  for (const std::string& text : policy.readiness.director_macs) {
+    if (auto mac = MacAddress::parse(text)) out.push_back(*mac);
+  }
+  return out;
+}
+
 void merge_scope(DiffScope& into, const DiffScope& from) {
   into.everything |= from.everything;
   into.host |= from.host;
@@ -94,7 +109,8 @@ Supervisor::Supervisor(Policy policy, Options options)
     : policy_(std::move(policy)),
       options_(std::move(options)),
       contest_(policy_.agent.contested_repairs, policy_.agent.contested_window_ms / 1000.0),
-      draining_(options_.draining) {
+      draining_(options_.draining),
+      watch_(director_macs(policy_)) {
   desired_.vips = make_desired_vips(policy_);
 }
 
@@ -118,6 +134,7 @@ std::vector<Command> Supervisor::start(double now) {
   }
   const bool checks = std::any_of(policy_.vips.begin(), policy_.vips.end(), [](const VipPolicy& v) { return v.check_port; });
   if (checks) out.emplace_back(command::ArmTimer{TimerId::kChecks, now});
+  arm_sweep(now, out);
   return out;
 }
 
@@ -144,6 +161,8 @@ std::vector<Command> Supervisor::handle(Input input, double now) {
                  },
                  [&](input::Reload& in) { on_reload(std::move(in), now, out); },
                  [&](input::Stop&) { on_stop(now, out); },
+                 [&](input::Wire& in) { on_wire(in, now, out); },
+                 [&](input::Routes& in) { on_routes(std::move(in.answers), now, out); },
              },
              input);
   return out;
@@ -216,12 +235,23 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
     const bool side_effect = is_side_effect(event.delta);
     std::string cause = side_effect ? std::string() : describe(event.delta, cache_);
     Touched t = apply_delta(cache_, event.delta);
+    if (t.routing || t.host || t.all) flux_dirty_ = true;
     if (!t.changed && !t.resync) continue;
     const bool ours = std::find(options_.own_portids.begin(), options_.own_portids.end(), event.sender_portid) !=
                       options_.own_portids.end();
     if (!ours && !side_effect) {
       if (causes_.size() < kCausesKept) causes_.push_back(std::move(cause));
       ++foreign_changes_;
+    }
+    if (const auto* added = std::get_if<delta::AddressUpsert>(&event.delta);
+        added && desired_.vips.is_redirected(added->key.address)) {
+      // arpguard leaves an address it did not add, but a redirected VIP
+      // configured on this host is answered for (I2: reported loudly).
+      const Link* link = cache_.link_at(added->key.link_index);
+      log(out, LogLevel::kWarning,
+          fmt::format("redirected vip {} was configured on {} (not by arpguard): this host may answer ARP/NDP for it "
+                      "and serves it locally; remove it, or make the VIP bound",
+                      added->key.address.str(), link ? link->name : std::to_string(added->key.link_index)));
     }
     touched.merge(std::move(t));
   }
@@ -267,6 +297,8 @@ void Supervisor::on_sysctls(Result<SysctlValues> values, double now, Out& out) {
       cache_.sysctls[key] = value;
     }
   }
+  if (changed) flux_dirty_ = true;
+  analyse_flux(out);
   if (!changed) return;
   rebuild_desired_host();
   std::vector<Reason> gaps = sysctl_gaps(desired_, cache_.sysctls);
@@ -461,8 +493,9 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
     for (const Action& action : done.actions) {
       if (const auto* del = std::get_if<DelAddress>(&action); del && del->why == DelReason::kMisplaced) {
         log(out, LogLevel::kWarning,
-            fmt::format("VIP {} was on {}, which may answer ARP for it: removed there; it belongs on {}",
-                        del->key.address.str(), del->device, del->belongs_on));
+            fmt::format("VIP {} was on {}, which may answer {} for it: removed there; it belongs on {}",
+                        del->key.address.str(), del->device, del->key.address.family == Family::kV4 ? "ARP" : "NDP",
+                        del->belongs_on));
       }
     }
   }
@@ -557,6 +590,7 @@ void Supervisor::on_timer(TimerId id, double now, Out& out) {
         log(out, LogLevel::kNotice, fmt::format("no longer contested: {}", calmed.str()));
         readiness_all_dirty_ = true;
       }
+      for (const IpPrefix& vip : watch_.expired(now)) readiness_dirty_.push_back(IpRange::of(vip));
       out.emplace_back(command::ReadSysctls{sysctl_scopes()});
       if (!desired_.vips.redirected.empty()) out.emplace_back(command::ReadConntrack{});
       out.emplace_back(command::ArmTimer{TimerId::kSysctlPoll, now + policy_.agent.sysctl_poll_ms / 1000.0});
@@ -567,11 +601,21 @@ void Supervisor::on_timer(TimerId id, double now, Out& out) {
       run.timeout = std::min(2.0, policy_.agent.check_interval_ms / 1000.0 * 0.8);
       for (const VipPolicy& vip : policy_.vips) {
         if (!vip.check_port) continue;
-        // A redirected VIP is never local: its service listens on this host's own addresses.
-        const IpAddress target = vip.method == Method::kRedirect
-                                     ? (vip.prefix.family() == Family::kV4 ? *IpAddress::parse("127.0.0.1")
-                                                                           : *IpAddress::parse("::1"))
-                                     : vip.prefix.address;
+        // A redirected VIP is never local: REDIRECT delivers to the incoming
+        // interface's own address, so the check asks there (the first
+        // ARP-facing interface's real IPv4 address; loopback when there is none).
+        IpAddress target = vip.prefix.address;
+        if (vip.method == Method::kRedirect) {
+          target = vip.prefix.family() == Family::kV4 ? *IpAddress::parse("127.0.0.1") : *IpAddress::parse("::1");
+          if (vip.prefix.family() == Family::kV4) {
+            for (const rules::ArpOutput& output : desired_.host.arp_outputs) {
+              if (output.real_ip) {
+                target = *output.real_ip;
+                break;
+              }
+            }
+          }
+        }
         uint16_t port = vip.check_port;
         for (const PortMapping& mapping : vip.ports) {
           if (mapping.to && port >= mapping.first && port <= mapping.last) port = *mapping.to;
@@ -594,7 +638,152 @@ void Supervisor::on_timer(TimerId id, double now, Out& out) {
       break;
     case TimerId::kExpire:
       break;
+    case TimerId::kWatchSweep: {
+      // Each VIP once per probe interval: the batch that keeps that pace.
+      std::vector<ProbeRequest> candidates;
+      for (const DesiredVip& vip : desired_.vips.bound) {
+        for (const rules::ArpOutput& output : desired_.host.arp_outputs) {
+          const Link* link = cache_.link_named(output.interface);
+          if (link && link->up) candidates.push_back({link->index, vip.prefix.address});
+        }
+      }
+      const double interval = policy_.watch.probe_interval_s;
+      const double tick = sweep_tick(candidates.size(), interval);
+      const auto batch = static_cast<size_t>(std::ceil(static_cast<double>(candidates.size()) * tick / interval));
+      probe(watch_.sweep(candidates, batch, now), out);
+      arm_sweep(now, out);
+      break;
+    }
   }
+}
+
+std::optional<IpPrefix> Supervisor::vip_holding(const IpAddress& address) const {
+  if (const DesiredVip* vip = desired_.vips.bound_containing(address)) return vip->prefix;
+  const auto& redirected = desired_.vips.redirected;
+  auto it = std::upper_bound(redirected.begin(), redirected.end(), address,
+                             [](const IpAddress& a, const IpPrefix& p) { return a < p.first(); });
+  if (it != redirected.begin() && std::prev(it)->contains(address)) return *std::prev(it);
+  return std::nullopt;
+}
+
+void Supervisor::arm_sweep(double now, Out& out) const {
+  if (!policy_.watch.enabled || policy_.watch.probe_interval_s <= 0 || policy_.vips.empty()) return;
+  out.emplace_back(command::ArmTimer{TimerId::kWatchSweep,
+                                     now + sweep_tick(policy_.vips.size(), policy_.watch.probe_interval_s)});
+}
+
+void Supervisor::probe(const std::vector<ProbeRequest>& requests, Out& out) const {
+  command::Probe probe;
+  for (const ProbeRequest& request : requests) {
+    const Link* link = cache_.link_at(request.ifindex);
+    if (!link || !link->up || link->loopback || link->noarp) continue;
+    command::ProbeTarget target{link->index, link->name, link->mac, std::nullopt, request.target};
+    if (request.target.family == Family::kV4) {
+      for (const rules::ArpOutput& output : desired_.host.arp_outputs) {
+        if (output.interface == link->name) target.source_ip = output.real_ip;
+      }
+      if (!target.source_ip) continue;  // no IPv4 to ask from: an answer could not reach us
+    }
+    probe.targets.push_back(std::move(target));
+  }
+  if (!probe.targets.empty()) out.emplace_back(std::move(probe));
+}
+
+void Supervisor::analyse_flux(Out& out) {
+  if (!flux_dirty_ || flux_in_flight_ || !have_cache_ || phase_ != Phase::kRunning) return;
+  flux_dirty_ = false;
+  std::vector<RouteQuery> queries = flux_queries(cache_, desired_.host.arp_facing, desired_.vips);
+  if (queries.empty()) {
+    on_routes({}, 0, out);
+    return;
+  }
+  flux_in_flight_ = true;
+  out.emplace_back(command::LookupRoutes{std::move(queries)});
+}
+
+void Supervisor::on_routes(RouteAnswers answers, double now, Out& out) {
+  flux_in_flight_ = false;
+  std::vector<AddressAnswer> fresh = arp_answers(cache_, desired_.host.arp_facing, desired_.vips, answers);
+  std::set<std::string> before;
+  for (const AddressAnswer& a : flux_) {
+    if (!a.right()) before.insert(a.why);
+  }
+  std::set<std::string> after;
+  flux_reasons_.clear();
+  for (const AddressAnswer& a : fresh) {
+    if (a.right()) continue;
+    after.insert(a.why);
+    flux_reasons_.push_back(warning(ReasonKind::kAddressUnanswered, a.why));
+    if (!before.count(a.why)) log(out, LogLevel::kWarning, "ARP flux: " + a.why);
+  }
+  for (const std::string& why : before) {
+    if (!after.count(why)) log(out, LogLevel::kNotice, "ARP flux resolved: no longer " + why);
+  }
+  flux_ = std::move(fresh);
+  (void)now;
+}
+
+void Supervisor::on_wire(const input::Wire& wire, double now, Out& out) {
+  if (wire.lost) {
+    watch_.count_lost(1);
+    if (now - lost_logged_at_ >= kFailureLogSeconds) {
+      lost_logged_at_ = now;
+      log(out, LogLevel::kWarning, "wire watch: frames were lost (socket overrun); claims may be missing from status");
+    }
+  }
+  std::set<MacAddress> own_macs;
+  for (const auto& [index, link] : cache_.links) {
+    if (link.mac != MacAddress{}) own_macs.insert(link.mac);
+  }
+  std::set<IpPrefix> leaked_before;
+  for (const WireFrame& frame : wire.frames) {
+    if (auto vip = vip_holding(frame.vip); vip && watch_.leaked(*vip, now)) leaked_before.insert(*vip);
+  }
+  WireWatch::Seen seen = watch_.observe(wire.frames, own_macs, [&](const IpAddress& a) { return vip_holding(a); }, now);
+  auto interface_name = [&](int index) {
+    const Link* link = cache_.link_at(index);
+    return link ? link->name : fmt::format("ifindex {}", index);
+  };
+  for (const Claim& claim : seen.new_claimants) {
+    switch (claim.origin) {
+      case ClaimOrigin::kThisHost: break;  // logged below, once per leak
+      case ClaimOrigin::kDirector:
+        log(out, LogLevel::kInfo,
+            fmt::format("wire: VIP {} answered by the director, {} on {}{}", claim.vip.str(), claim.mac.str(),
+                        interface_name(claim.ifindex),
+                        watch_.learned_directors().count(claim.mac)
+                            ? " (learned: the only MAC heard claiming VIPs; readiness.director_macs pins it)"
+                            : ""));
+        break;
+      case ClaimOrigin::kOther:
+        log(out, LogLevel::kWarning,
+            fmt::format("wire: VIP {} claimed by another host, {} on {} ({}): clients may bypass the director",
+                        claim.vip.str(), claim.mac.str(), interface_name(claim.ifindex), to_string(claim.last_kind)));
+        break;
+    }
+  }
+  if (!seen.ambiguous.empty()) {
+    std::vector<std::string> macs;
+    for (const MacAddress& mac : seen.ambiguous) macs.push_back(mac.str());
+    log(out, LogLevel::kWarning,
+        fmt::format("wire: {} claim VIPs and readiness.director_macs is not set: none is taken for the director "
+                    "(set readiness.director_macs to the director's MAC)",
+                    fmt::join(macs, " and ")));
+  }
+  for (const IpPrefix& vip : seen.leaked) {
+    if (!leaked_before.insert(vip).second) continue;
+    log(out, LogLevel::kError,
+        fmt::format("wire: VIP {} revealed by this host: a frame claiming it was seen on the wire; checking "
+                    "sysctls and tables now",
+                    vip.str()));
+  }
+  if (!seen.leaked.empty()) {
+    // A reset sysctl shows itself here before the next poll: read them now.
+    out.emplace_back(command::ReadSysctls{sysctl_scopes()});
+  }
+  for (const IpPrefix& vip : seen.changed) readiness_dirty_.push_back(IpRange::of(vip));
+  probe(seen.probes, out);
+  if (!seen.changed.empty()) notify_ready_state(now, out);
 }
 
 void Supervisor::on_check(const input::CheckDone& done, double now, Out& out) {
@@ -736,6 +925,9 @@ ReadinessInputs Supervisor::readiness_inputs(double now) const {
   in.checks = &checks_;
   in.conntrack = conntrack_;
   in.conntrack_warn_percent = policy_.readiness.conntrack_warn_percent;
+  in.watch = &watch_;
+  in.now = now;
+  in.flux = &flux_reasons_;
   return in;
 }
 
@@ -985,10 +1177,17 @@ StatusSnapshot Supervisor::snapshot(double now, bool all_vips) {
     }
     s.interfaces.push_back(std::move(i));
   }
+  if (have_cache_) {
+    for (Reason& r : orphan_reasons(desired_, cache_)) s.reasons.push_back(std::move(r));
+  }
+  for (const AddressAnswer& a : flux_) {
+    s.addresses.push_back({a.key.address.str(), a.device, a.answered_by, a.why});
+  }
   for (const nft::TableId& id : arpguard_tables()) {
     const ObservedTable* table = cache_.table(id);
-    const nft::TableSpec* spec = desired_.host.table(id);
-    if (!table && !spec) continue;
+    const nft::TableSpec reference = desired_.host.reference_table(id);
+    const nft::TableSpec* spec = &reference;
+    if (!table && !desired_.host.table(id)) continue;
     TableStatus t{id.str(), table != nullptr, table && cache_.table_is_ours(*table), 0};
     if (table) {
       for (const auto& [name, set] : table->sets) t.elements += set.size();
@@ -1018,6 +1217,13 @@ StatusSnapshot Supervisor::snapshot(double now, bool all_vips) {
   s.recent_repairs.assign(recent_repairs_.begin(), recent_repairs_.end());
   for (const auto& [resource, repairs] : contest_.contested()) s.contested.push_back({resource.str(), repairs});
   if (!desired_.vips.redirected.empty()) s.conntrack = conntrack_.value_or(ConntrackFill{});
+  for (const auto& [key, claim] : watch_.claims()) {
+    s.claims.push_back({claim.vip.str(), claim.mac.str(), std::string(to_string(claim.origin)), claim.frames,
+                        claim.last_seen + options_.unix_offset});
+  }
+  for (const MacAddress& mac : watch_.learned_directors()) s.learned_directors.push_back(mac.str());
+  s.watch_probes_total = watch_.probes_sent();
+  s.watch_frames_total = watch_.frames_total();
   return s;
 }
 

@@ -34,10 +34,12 @@
 #include "core/readiness.h"
 #include "core/repair_tracker.h"
 #include "core/status_snapshot.h"
+#include "core/wire.h"
+#include "core/wire_watch.h"
 
 namespace arpguard {
 
-enum class TimerId : uint8_t { kDebounce, kRetry, kSysctlPoll, kChecks, kAudit, kExpire };
+enum class TimerId : uint8_t { kDebounce, kRetry, kSysctlPoll, kChecks, kAudit, kExpire, kWatchSweep };
 
 enum class LogLevel : uint8_t { kError = 3, kWarning = 4, kNotice = 5, kInfo = 6, kDebug = 7 };
 
@@ -68,10 +70,14 @@ struct CheckDone { IpPrefix vip; CheckResult result; };
 struct Drain { bool draining = false; };
 struct Reload { PolicyResult policy; uint64_t request = 0; };
 struct Stop {};
+/// Frames the wire watch's log rules handed over; `lost`: the socket overran.
+struct Wire { std::vector<WireFrame> frames; bool lost = false; };
+/// The answers to command::LookupRoutes.
+struct Routes { RouteAnswers answers; };
 }  // namespace input
 
 using Input = std::variant<input::Observed, input::Events, input::Sysctls, input::Conntrack, input::Applied,
-                           input::Timer, input::CheckDone, input::Drain, input::Reload, input::Stop>;
+                           input::Timer, input::CheckDone, input::Drain, input::Reload, input::Stop, input::Wire, input::Routes>;
 
 namespace command {
 struct ObserveAll {};
@@ -86,11 +92,24 @@ struct PersistDrain { bool draining = false; };
 struct Notify { std::string text; };  ///< sd_notify text: "READY=1\nSTATUS=...", "STATUS=..."
 struct Log { LogLevel level = LogLevel::kInfo; std::string text; };
 struct Exit { int code = 0; };
+/// Ask the segment who holds each target: an ARP request from `source_ip`, or
+/// for IPv6 a neighbour solicitation; answers come back as claims.
+struct ProbeTarget {
+  int ifindex = 0;
+  std::string interface;
+  MacAddress source_mac;
+  std::optional<IpAddress> source_ip;  ///< IPv4 only: the interface's real address
+  IpAddress target;
+};
+struct Probe { std::vector<ProbeTarget> targets; };
+/// `ip route get ASKER from ADDRESS` for each query (ARP flux analysis).
+struct LookupRoutes { std::vector<RouteQuery> queries; };
 }  // namespace command
 
 using Command = std::variant<command::ObserveAll, command::ReadSysctls, command::ReadConntrack, command::Apply,
                              command::ArmTimer, command::CancelTimer, command::RunChecks, command::ReplyReload,
-                             command::PersistDrain, command::Notify, command::Log, command::Exit>;
+                             command::PersistDrain, command::Notify, command::Log, command::Exit, command::Probe,
+                             command::LookupRoutes>;
 
 /// A cheap answer for /ready and agent-check.
 struct ReadySummary {
@@ -143,6 +162,15 @@ class Supervisor {
   void on_reload(input::Reload reload, double now, Out& out);
   void on_stop(double now, Out& out);
   void on_check(const input::CheckDone& done, double now, Out& out);
+  void on_wire(const input::Wire& wire, double now, Out& out);
+  /// Probe commands for `requests`, from each interface's MAC and real address.
+  void probe(const std::vector<ProbeRequest>& requests, Out& out) const;
+  void arm_sweep(double now, Out& out) const;
+  /// Looks at ARP flux again if something it depends on changed.
+  void analyse_flux(Out& out);
+  void on_routes(RouteAnswers answers, double now, Out& out);
+  /// The VIP that holds `address`, bound or redirected.
+  std::optional<IpPrefix> vip_holding(const IpAddress& address) const;
 
   /// Diffs what is pending and applies it, or records that nothing is needed.
   void reconcile(double now, Out& out, bool follow_up = false);
@@ -220,6 +248,16 @@ class Supervisor {
   std::map<Resource, int> contested_cache_;
   std::vector<IpPrefix> tracked_failing_;
   std::vector<IpPrefix> tracked_contested_;
+
+  // ARP flux (core/flux.h): who answers for the host's own addresses.
+  bool flux_dirty_ = true;
+  bool flux_in_flight_ = false;
+  std::vector<AddressAnswer> flux_;
+  std::vector<Reason> flux_reasons_;
+
+  // The wire watch.
+  WireWatch watch_;
+  double lost_logged_at_ = -1e9;
 };
 
 }  // namespace arpguard

@@ -6,7 +6,9 @@
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "core/engine.h"
 #include "kernel/nft_codec.h"
@@ -18,13 +20,36 @@ namespace {
 
 constexpr size_t kReceiveChunk = 256 * 1024;
 
+// Splits a datagram into messages by their headers, checked as unsigned
+// lengths (mnl_nlmsg_ok compares them as int, so a length of 2^31 or more
+// would pass). A header that does not fit the bytes left ends the walk with an
+// Undecodable event: what it said is unknown, and the cache is read again.
 template <class Decode>
 std::vector<KernelEvent> decode_each(const void* data, size_t len, Decode decode) {
   std::vector<KernelEvent> events;
-  int remaining = static_cast<int>(len);
-  for (auto* nlh = static_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(nlh, remaining);
-       nlh = mnl_nlmsg_next(nlh, &remaining)) {
-    if (std::optional<Delta> delta = decode(nlh)) events.push_back({nlh->nlmsg_pid, std::move(*delta)});
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  for (size_t at = 0; at < len;) {
+    const size_t left = len - at;
+    nlmsghdr header;
+    if (left < sizeof(header)) {
+      events.push_back({0, delta::Undecodable{std::to_string(left) + " trailing bytes"}});
+      break;
+    }
+    std::memcpy(&header, bytes + at, sizeof(header));
+    if (header.nlmsg_len < sizeof(header) || header.nlmsg_len > left) {
+      events.push_back({0, delta::Undecodable{"a message of " + std::to_string(header.nlmsg_len) + " bytes in " +
+                                              std::to_string(left)}});
+      break;
+    }
+    // Aligned copy: the decoders read the message in place through libmnl.
+    static thread_local std::vector<uint8_t> scratch;
+    const auto* nlh = reinterpret_cast<const nlmsghdr*>(bytes + at);
+    if (reinterpret_cast<uintptr_t>(nlh) % alignof(nlmsghdr) != 0) {
+      scratch.assign(bytes + at, bytes + at + header.nlmsg_len);
+      nlh = reinterpret_cast<const nlmsghdr*>(scratch.data());
+    }
+    if (std::optional<Delta> delta = decode(nlh)) events.push_back({header.nlmsg_pid, std::move(*delta)});
+    at += std::min<size_t>(NLMSG_ALIGN(header.nlmsg_len), left);
   }
   return events;
 }
@@ -48,7 +73,8 @@ Result<std::unique_ptr<EventSocket>> EventSocket::open(Kind kind, int receive_bu
   std::unique_ptr<EventSocket> events(new EventSocket(sock, kind));
   if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0) return Error{std::string("bind ") + what, errno};
   const std::vector<int> groups = rtnl ? std::vector<int>{RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR,
-                                                          RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE}
+                                                          RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE,
+                                                          RTNLGRP_IPV4_RULE}
                                        : std::vector<int>{NFNLGRP_NFTABLES};
   for (int group : groups) {
     if (mnl_socket_setsockopt(sock, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) < 0) {
@@ -70,7 +96,9 @@ int EventSocket::fd() const { return mnl_socket_get_fd(sock_); }
 
 Status EventSocket::drain(std::vector<KernelEvent>& events, bool& lost) {
   for (;;) {
-    const ssize_t n = recv(fd(), buffer_.data(), buffer_.size(), 0);
+    sockaddr_nl from{};
+    socklen_t from_len = sizeof(from);
+    const ssize_t n = recvfrom(fd(), buffer_.data(), buffer_.size(), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Status();
       if (errno == EINTR) continue;
@@ -80,6 +108,9 @@ Status EventSocket::drain(std::vector<KernelEvent>& events, bool& lost) {
       }
       return Status::failure("receive kernel events", errno);
     }
+    // Only the kernel speaks on these sockets; a datagram another process sent
+    // (anyone with CAP_NET_ADMIN in this namespace can) is not believed.
+    if (from.nl_pid != 0) continue;
     std::vector<KernelEvent> decoded = kind_ == Kind::kRtnetlink ? decode_rtnetlink(buffer_.data(), static_cast<size_t>(n))
                                                                   : decode_nftables(buffer_.data(), static_cast<size_t>(n));
     for (KernelEvent& event : decoded) events.push_back(std::move(event));

@@ -8,6 +8,8 @@
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/route.h>
+#include <netlink/route/rule.h>
+#include <linux/fib_rules.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -31,6 +33,7 @@ struct Deleter {
 };
 using AddrPtr = std::unique_ptr<rtnl_addr, Deleter<rtnl_addr, rtnl_addr_put>>;
 using RoutePtr = std::unique_ptr<rtnl_route, Deleter<rtnl_route, rtnl_route_put>>;
+using RulePtr = std::unique_ptr<rtnl_rule, Deleter<rtnl_rule, rtnl_rule_put>>;
 using NlAddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, nl_addr_put>>;
 using MsgPtr = std::unique_ptr<nl_msg, Deleter<nl_msg, nlmsg_free>>;
 
@@ -65,6 +68,39 @@ RoutePtr route_object(const RouteKey& key, int link_index) {
   rtnl_route_nh_set_ifindex(hop, link_index);
   rtnl_route_add_nexthop(route.get(), hop);
   return route;
+}
+
+RoutePtr policy_route_object(const PolicyRoute& r, bool add) {
+  RoutePtr route(rtnl_route_alloc());
+  NlAddrPtr dst = nl_address(r.key.destination);
+  rtnl_route_set_family(route.get(), AF_INET);
+  rtnl_route_set_table(route.get(), r.key.table);
+  rtnl_route_set_type(route.get(), RTN_UNICAST);
+  rtnl_route_set_dst(route.get(), dst.get());
+  if (add) {
+    rtnl_route_set_protocol(route.get(), kRouteProtoArpguard);
+    rtnl_route_set_scope(route.get(), RT_SCOPE_LINK);
+    if (r.info.source) {
+      NlAddrPtr source = nl_address(IpPrefix::host(*r.info.source));
+      rtnl_route_set_pref_src(route.get(), source.get());
+    }
+  }
+  rtnl_nexthop* hop = rtnl_route_nh_alloc();
+  rtnl_route_nh_set_ifindex(hop, r.info.link_index);
+  rtnl_route_add_nexthop(route.get(), hop);
+  return route;
+}
+
+RulePtr rule_object(const RoutingRule& r) {
+  RulePtr rule(rtnl_rule_alloc());
+  NlAddrPtr source = nl_address(r.key.source);
+  rtnl_rule_set_family(rule.get(), AF_INET);
+  rtnl_rule_set_prio(rule.get(), r.key.priority);
+  rtnl_rule_set_src(rule.get(), source.get());
+  rtnl_rule_set_table(rule.get(), r.key.table);
+  rtnl_rule_set_action(rule.get(), FR_ACT_TO_TBL);
+  rtnl_rule_set_protocol(rule.get(), kRouteProtoArpguard);
+  return rule;
 }
 
 struct Request {
@@ -106,6 +142,26 @@ Result<Request> build(const RtnlChange& change) {
             request.what = fmt::format("RTM_NEWROUTE local {} dev {} table local", a.key.destination.str(), a.device);
             return rtnl_route_build_add_request(route_object(a.key, a.link_index).get(), NLM_F_CREATE | NLM_F_EXCL, &raw);
           },
+          [&](const RoutingChange& a) {
+            request.add = a.add;
+            return std::visit(
+                Overloaded{
+                    [&](const PolicyRoute& r) {
+                      request.what = fmt::format("{} {} dev {} table {}", a.add ? "RTM_NEWROUTE" : "RTM_DELROUTE",
+                                                 r.key.destination.str(), a.device, r.key.table);
+                      RoutePtr route = policy_route_object(r, a.add);
+                      return a.add ? rtnl_route_build_add_request(route.get(), NLM_F_CREATE | NLM_F_EXCL, &raw)
+                                   : rtnl_route_build_del_request(route.get(), 0, &raw);
+                    },
+                    [&](const RoutingRule& r) {
+                      request.what = fmt::format("{} {}", a.add ? "RTM_NEWRULE" : "RTM_DELRULE", r.key.str());
+                      RulePtr rule = rule_object(r);
+                      return a.add ? rtnl_rule_build_add_request(rule.get(), NLM_F_CREATE | NLM_F_EXCL, &raw)
+                                   : rtnl_rule_build_delete_request(rule.get(), 0, &raw);
+                    },
+                },
+                a.object);
+          },
       },
       change);
   if (err < 0) return Error{fmt::format("{}: {}", request.what, nl_geterror(err))};
@@ -117,13 +173,17 @@ Result<Request> build(const RtnlChange& change) {
 std::string hint_for(int error, const RtnlChange& change) {
   const bool v6 = std::visit([](const auto& c) {
     if constexpr (requires { c.key.address; }) return c.key.address.family == Family::kV6;
-    else return c.key.destination.family() == Family::kV6;
+    else if constexpr (requires { c.key.destination; }) return c.key.destination.family() == Family::kV6;
+    else return false;
   }, change);
   if (v6 && (error == EAFNOSUPPORT || error == EACCES || error == EOPNOTSUPP)) {
     return "IPv6 is disabled on this host or this device (ipv6.disable, net.ipv6.conf.*.disable_ipv6): enable it "
            "or remove the IPv6 VIPs from the policy";
   }
   if (error == EPERM) return "changing addresses and routes needs CAP_NET_ADMIN";
+  if (error == EEXIST && std::holds_alternative<AddRoute>(change)) {
+    return "another route holds this destination in table local: ip route show table local";
+  }
   if (error == ENODEV) return "the device is gone";
   return {};
 }
@@ -169,14 +229,20 @@ Rtnl::~Rtnl() { nl_socket_free(sock_); }
 uint32_t Rtnl::portid() const { return nl_socket_get_local_port(sock_); }
 
 Status Rtnl::dump(int type, int family, const Callback& on_message, const std::function<void()>& restart) {
-  const char* name = type == RTM_GETLINK ? "RTM_GETLINK" : type == RTM_GETADDR ? "RTM_GETADDR" : "RTM_GETROUTE";
+  const char* name = type == RTM_GETLINK   ? "RTM_GETLINK"
+                     : type == RTM_GETADDR ? "RTM_GETADDR"
+                     : type == RTM_GETRULE ? "RTM_GETRULE"
+                                           : "RTM_GETROUTE";
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<nl_cb, void (*)(nl_cb*)> cb(nl_cb_alloc(NL_CB_DEFAULT), nl_cb_put);
     nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, on_valid, const_cast<Callback*>(&on_message));
     // The request header: the family byte first, padded as each type expects.
     unsigned char header[sizeof(rtmsg)] = {};
     header[0] = static_cast<unsigned char>(family);
-    const size_t header_len = type == RTM_GETLINK ? sizeof(ifinfomsg) : type == RTM_GETADDR ? sizeof(ifaddrmsg) : sizeof(rtmsg);
+    const size_t header_len = type == RTM_GETLINK   ? sizeof(ifinfomsg)
+                              : type == RTM_GETADDR ? sizeof(ifaddrmsg)
+                              : type == RTM_GETRULE ? sizeof(fib_rule_hdr)
+                                                    : sizeof(rtmsg);
     if (int err = nl_send_simple(sock_, type, NLM_F_DUMP, header, header_len); err < 0) {
       return Status::failure(fmt::format("{} dump: {}", name, nl_geterror(err)));
     }
@@ -214,18 +280,73 @@ Result<std::map<AddressKey, AddressInfo>> Rtnl::addresses() {
   return out;
 }
 
-Result<std::map<RouteKey, RouteInfo>> Rtnl::local_routes() {
-  std::map<RouteKey, RouteInfo> out;
+Result<RouteTables> Rtnl::routes() {
+  RouteTables out;
   for (int family : {AF_INET, AF_INET6}) {
-    std::map<RouteKey, RouteInfo> mine;
+    RouteTables mine;
     Status s = dump(
         RTM_GETROUTE, family,
         [&](const nlmsghdr* nlh) {
-          if (auto route = rtnl::decode_local_route(nlh)) mine.insert_or_assign(route->first, route->second);
+          if (auto route = rtnl::decode_local_route(nlh)) {
+            mine.local.insert_or_assign(route->first, route->second);
+          } else if (auto policy = rtnl::decode_policy_route(nlh)) {
+            mine.policy.insert_or_assign(policy->first, policy->second);
+          }
         },
-        [&] { mine.clear(); });
-    out.merge(mine);
+        [&] { mine = RouteTables{}; });
+    out.local.merge(mine.local);
+    out.policy.merge(mine.policy);
     if (!s) return s.error();
+  }
+  return out;
+}
+
+Result<std::map<RoutingRuleKey, RoutingRuleInfo>> Rtnl::rules() {
+  std::map<RoutingRuleKey, RoutingRuleInfo> out;
+  Status s = dump(
+      RTM_GETRULE, AF_INET,
+      [&](const nlmsghdr* nlh) {
+        if (auto rule = rtnl::decode_rule(nlh)) out.insert_or_assign(rule->first, rule->second);
+      },
+      [&] { out.clear(); });
+  if (!s) return s.error();
+  return out;
+}
+
+RouteAnswers Rtnl::route_lookups(const std::vector<RouteQuery>& queries) {
+  RouteAnswers out;
+  for (const RouteQuery& query : queries) {
+    if (query.address.family != Family::kV4 || query.asker.family != Family::kV4) continue;
+    // RTM_GETROUTE without an input interface: the output lookup arp_filter makes.
+    MsgPtr msg(nlmsg_alloc_simple(RTM_GETROUTE, NLM_F_REQUEST));
+    rtmsg header{};
+    header.rtm_family = AF_INET;
+    header.rtm_dst_len = 32;
+    header.rtm_src_len = 32;
+    if (!msg || nlmsg_append(msg.get(), &header, sizeof(header), NLMSG_ALIGNTO) < 0) continue;
+    const uint32_t dst = query.asker.v4_network_order();
+    const uint32_t src = query.address.v4_network_order();
+    nla_put(msg.get(), RTA_DST, 4, &dst);
+    nla_put(msg.get(), RTA_SRC, 4, &src);
+    if (nl_send_auto(sock_, msg.get()) < 0) continue;
+    std::optional<int> oif;
+    Callback on_message = [&](const nlmsghdr* nlh) {
+      if (nlh->nlmsg_type != RTM_NEWROUTE || nlh->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return;
+      const auto* rtm = static_cast<const rtmsg*>(NLMSG_DATA(nlh));
+      int remaining = static_cast<int>(nlh->nlmsg_len - NLMSG_LENGTH(sizeof(rtmsg)));
+      for (const rtattr* attr = RTM_RTA(rtm); RTA_OK(attr, remaining); attr = RTA_NEXT(attr, remaining)) {
+        if (attr->rta_type == RTA_OIF && RTA_PAYLOAD(attr) >= 4) oif = *static_cast<const int*>(RTA_DATA(attr));
+      }
+    };
+    std::unique_ptr<nl_cb, void (*)(nl_cb*)> cb(nl_cb_alloc(NL_CB_DEFAULT), nl_cb_put);
+    nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, on_valid, &on_message);
+    AckCollector acks;
+    nl_cb_err(cb.get(), NL_CB_CUSTOM, on_error, &acks);
+    // One reply (or an error): read until either came.
+    for (int reads = 0; reads < 4 && !oif && acks.results.empty(); ++reads) {
+      if (nl_recvmsgs(sock_, cb.get()) < 0) break;
+    }
+    if (oif) out[query] = *oif;
   }
   return out;
 }
@@ -270,8 +391,11 @@ std::vector<Status> Rtnl::apply(const std::vector<RtnlChange>& changes) {
       auto it = in_flight.find(seq);
       if (it == in_flight.end() || error == 0) continue;
       const Request& request = requests[it->second - begin];
-      // Idempotent by identity: added already, or gone already, is done.
-      if (request.add && !request.replace && error == EEXIST) continue;
+      // Idempotent by identity: added already, or gone already, is done. Not for
+      // a local route: another route with its key (a blackhole, say) holds it.
+      if (request.add && !request.replace && error == EEXIST && !std::holds_alternative<AddRoute>(changes[it->second])) {
+        continue;
+      }
       if (!request.add && (error == EADDRNOTAVAIL || error == ENOENT || error == ENODEV || error == ESRCH)) continue;
       statuses[it->second] = Status::failure(request.what, error, hint_for(error, changes[it->second]));
     }

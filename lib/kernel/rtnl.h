@@ -22,7 +22,9 @@ class Rtnl final : public NetlinkApi {
 
   Result<std::map<int, Link>> links() override;
   Result<std::map<AddressKey, AddressInfo>> addresses() override;
-  Result<std::map<RouteKey, RouteInfo>> local_routes() override;
+  Result<RouteTables> routes() override;
+  Result<std::map<RoutingRuleKey, RoutingRuleInfo>> rules() override;
+  RouteAnswers route_lookups(const std::vector<RouteQuery>& queries) override;
   std::vector<Status> apply(const std::vector<RtnlChange>& changes) override;
 
   /// The netlink port this adapter's requests come from (their notifications carry it).

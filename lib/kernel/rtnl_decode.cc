@@ -2,6 +2,7 @@
 
 #include <libmnl/libmnl.h>
 #include <linux/if_addr.h>
+#include <linux/fib_rules.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -47,6 +48,9 @@ std::optional<Link> decode_link(const nlmsghdr* nlh) {
     const char* text = static_cast<const char*>(mnl_attr_get_payload(name));
     link.name.assign(text, strnlen(text, mnl_attr_get_payload_len(name)));
   }
+  if (const nlattr* mac = attrs.by_type[IFLA_ADDRESS]; mac && mnl_attr_get_payload_len(mac) == link.mac.bytes.size()) {
+    std::memcpy(link.mac.bytes.data(), mnl_attr_get_payload(mac), link.mac.bytes.size());
+  }
   link.loopback = (ifi->ifi_flags & IFF_LOOPBACK) != 0;
   link.noarp = (ifi->ifi_flags & IFF_NOARP) != 0;
   link.up = (ifi->ifi_flags & IFF_UP) != 0;
@@ -90,6 +94,78 @@ std::optional<std::pair<RouteKey, RouteInfo>> decode_local_route(const nlmsghdr*
   return std::make_pair(key, info);
 }
 
+std::optional<std::pair<PolicyRouteKey, PolicyRouteInfo>> decode_policy_route(const nlmsghdr* nlh) {
+  Attributes attrs;
+  if (!parse<rtmsg>(nlh, attrs)) return std::nullopt;
+  const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(nlh));
+  if (rtm->rtm_family != AF_INET || rtm->rtm_type != RTN_UNICAST || (rtm->rtm_flags & RTM_F_CLONED)) return std::nullopt;
+  const uint32_t table = attrs.by_type[RTA_TABLE] ? mnl_attr_get_u32(attrs.by_type[RTA_TABLE]) : rtm->rtm_table;
+  if (table == RT_TABLE_UNSPEC || table == RT_TABLE_DEFAULT || table == RT_TABLE_MAIN || table == RT_TABLE_LOCAL) {
+    return std::nullopt;
+  }
+  std::optional<IpAddress> destination = address_attr(attrs.by_type[RTA_DST]);
+  if (!destination) destination = IpAddress::v4(0);
+  if (destination->family != Family::kV4 || rtm->rtm_dst_len > 32) return std::nullopt;
+  PolicyRouteKey key{table, IpPrefix{*destination, rtm->rtm_dst_len}};
+  PolicyRouteInfo info;
+  info.protocol = rtm->rtm_protocol;
+  if (attrs.by_type[RTA_OIF]) info.link_index = static_cast<int>(mnl_attr_get_u32(attrs.by_type[RTA_OIF]));
+  info.source = address_attr(attrs.by_type[RTA_PREFSRC]);
+  return std::make_pair(key, info);
+}
+
+std::optional<std::pair<RoutingRuleKey, RoutingRuleInfo>> decode_rule(const nlmsghdr* nlh) {
+  Attributes attrs;
+  if (!parse<fib_rule_hdr>(nlh, attrs)) return std::nullopt;
+  const auto* rule = static_cast<const fib_rule_hdr*>(mnl_nlmsg_get_payload(nlh));
+  if (rule->family != AF_INET || rule->action != FR_ACT_TO_TBL || rule->src_len == 0 || rule->dst_len != 0) {
+    return std::nullopt;
+  }
+  // Only plain "from PREFIX lookup TABLE" rules: anything more selective is someone else's design.
+  for (int type : {FRA_IIFNAME, FRA_OIFNAME, FRA_FWMARK, FRA_DST, FRA_L3MDEV, FRA_UID_RANGE, FRA_IP_PROTO,
+                   FRA_SPORT_RANGE, FRA_DPORT_RANGE}) {
+    if (type < kMaxAttr && attrs.by_type[type]) return std::nullopt;
+  }
+  auto source = address_attr(attrs.by_type[FRA_SRC]);
+  if (!source || source->family != Family::kV4 || rule->src_len > 32) return std::nullopt;
+  RoutingRuleKey key;
+  key.source = IpPrefix{*source, rule->src_len};
+  key.table = attrs.by_type[FRA_TABLE] ? mnl_attr_get_u32(attrs.by_type[FRA_TABLE]) : rule->table;
+  key.priority = attrs.by_type[FRA_PRIORITY] ? mnl_attr_get_u32(attrs.by_type[FRA_PRIORITY]) : 0;
+  RoutingRuleInfo info;
+  if (attrs.by_type[FRA_PROTOCOL]) info.protocol = mnl_attr_get_u8(attrs.by_type[FRA_PROTOCOL]);
+  return std::make_pair(key, info);
+}
+
+namespace {
+
+// A route of another type in table local (`ip route replace blackhole VIP
+// table local`) takes the place of a local route with its key: the kernel
+// says nothing of the one it replaced.
+std::optional<RouteKey> displacing_local_route(const nlmsghdr* nlh) {
+  Attributes attrs;
+  if (!parse<rtmsg>(nlh, attrs)) return std::nullopt;
+  const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(nlh));
+  if (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) return std::nullopt;
+  if (rtm->rtm_type == RTN_LOCAL || (rtm->rtm_flags & RTM_F_CLONED)) return std::nullopt;
+  const uint32_t table = attrs.by_type[RTA_TABLE] ? mnl_attr_get_u32(attrs.by_type[RTA_TABLE]) : rtm->rtm_table;
+  if (table != kTableLocal) return std::nullopt;
+  std::optional<IpAddress> destination = address_attr(attrs.by_type[RTA_DST]);
+  if (!destination) destination = IpAddress{rtm->rtm_family == AF_INET ? Family::kV4 : Family::kV6, 0};
+  if (static_cast<int>(rtm->rtm_dst_len) > destination->bits()) return std::nullopt;
+  RouteKey key{IpPrefix{*destination, rtm->rtm_dst_len}, 0};
+  if (attrs.by_type[RTA_PRIORITY]) key.priority = mnl_attr_get_u32(attrs.by_type[RTA_PRIORITY]);
+  return key;
+}
+
+bool is_main_route(const nlmsghdr* nlh) {
+  if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return false;
+  const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(nlh));
+  return rtm->rtm_family == AF_INET && rtm->rtm_table == RT_TABLE_MAIN && !(rtm->rtm_flags & RTM_F_CLONED);
+}
+
+}  // namespace
+
 std::optional<Delta> decode(const nlmsghdr* nlh) {
   switch (nlh->nlmsg_type) {
     case RTM_NEWLINK:
@@ -106,10 +182,21 @@ std::optional<Delta> decode(const nlmsghdr* nlh) {
       return std::nullopt;
     case RTM_NEWROUTE:
       if (auto r = decode_local_route(nlh)) return Delta{delta::RouteUpsert{r->first, r->second}};
+      if (auto key = displacing_local_route(nlh)) return Delta{delta::RouteRemoved{*key}};
+      if (auto r = decode_policy_route(nlh)) return Delta{delta::PolicyRouteUpsert{r->first, r->second}};
+      if (is_main_route(nlh)) return Delta{delta::RoutingChanged{}};
       return std::nullopt;
     case RTM_DELROUTE:
       if (auto r = decode_local_route(nlh)) return Delta{delta::RouteRemoved{r->first}};
+      if (auto r = decode_policy_route(nlh)) return Delta{delta::PolicyRouteRemoved{r->first}};
+      if (is_main_route(nlh)) return Delta{delta::RoutingChanged{}};
       return std::nullopt;
+    case RTM_NEWRULE:
+      if (auto r = decode_rule(nlh)) return Delta{delta::RoutingRuleUpsert{r->first, r->second}};
+      return Delta{delta::RoutingChanged{}};
+    case RTM_DELRULE:
+      if (auto r = decode_rule(nlh)) return Delta{delta::RoutingRuleRemoved{r->first}};
+      return Delta{delta::RoutingChanged{}};
     default: return std::nullopt;
   }
 }

@@ -53,7 +53,7 @@ std::string ports_array(int count) {
 
 const BadInput kBadInputs[] = {
     // ---- structure and unknown keys ----
-    {"unknown top-level key", "foo = 1\n", "p.toml:1:1: unknown key 'foo' (expected agent, arp, vip or readiness)"},
+    {"unknown top-level key", "foo = 1\n", "p.toml:1:1: unknown key 'foo' (expected agent, arp, vip, readiness or watch)"},
     {"unknown agent key", "[agent]\ncolour = \"red\"\n", "p.toml:2:1: unknown key 'agent.colour'"},
     {"unknown arp key", "[arp]\narp_ignroe = 1\n", "p.toml:2:1: unknown key 'arp.arp_ignroe'"},
     {"unknown vip key", vip("10.0.0.5", "port = 80\n"), "p.toml:3:1: unknown key 'vip.port'"},
@@ -407,7 +407,7 @@ TEST_CASE("values just inside every bound parse") {
   // The bounds pass; toml++ then reads the keys, which the policy does not know.
   const std::vector<std::string> errors = errors_of(dotted4096);
   REQUIRE(errors.size() == 4096);
-  CHECK(errors[0] == "p.toml:1:1: unknown key 'k0' (expected agent, arp, vip or readiness)");
+  CHECK(errors[0] == "p.toml:1:1: unknown key 'k0' (expected agent, arp, vip, readiness or watch)");
 
   CHECK(errors_of("# " + std::string(65534, 'x') + "\n").empty());
   CHECK(errors_of("[agent]\ncontrol_socket = \"" + kPath107 + "\"\n").empty());
@@ -737,7 +737,7 @@ TEST_CASE("a VIP on another device with method both is valid, with a located war
 }
 
 TEST_CASE("a VIP on another device with method nftables is valid without a warning") {
-  const PolicyResult result = parse_policy(vip("2001:db8::5", "device = \"dummy0\"\nmethod = \"nftables\"\n"), "p.toml");
+  const PolicyResult result = parse_policy(vip("10.0.0.5", "device = \"dummy0\"\nmethod = \"nftables\"\n"), "p.toml");
   REQUIRE(result.policy.has_value());
   CHECK(result.warnings.empty());
   CHECK(result.policy->vips[0].device == "dummy0");

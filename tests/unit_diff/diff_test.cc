@@ -3,6 +3,7 @@
 // plans (I8), ownership of tables, scoped diffs at scale, and a property
 // test of scoped against full diffs under random drift.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <functional>
@@ -66,6 +67,33 @@ Lines nat_table(const std::string& family, const Lines& elements) {
                   " counter packets 0 bytes 0 redirect to :" + family + " daddr . meta l4proto . " + proto +
                   " dport map @to");
   }
+  return out;
+}
+
+// The fresh and drift tables are about suppression and its order: without
+// the wire watch's log rules (their own cases follow).
+const std::string kNoWatch = "[watch]\nenabled = false\n";
+
+std::string watch_rule(const std::string& table, const std::string& chain, const std::string& match,
+                       const std::string& prefix, int rate) {
+  return fmt::format("nft add rule {} {}: {} limit rate {}/second burst {} packets log prefix \"arpguard {}\" group 4247",
+                     table, chain, match, rate, rate, prefix);
+}
+
+// The arp table with the watch: `elements` are its "nft add ..." element lines.
+Lines watched_arp_table(const Lines& elements) {
+  const std::string t = "arp arpguard";
+  Lines out{"nft create table arp arpguard (owner, persist)", "nft create set vips in arp arpguard",
+            "nft create set watched in arp arpguard", "nft create chain input in arp arpguard",
+            "nft create chain output in arp arpguard"};
+  for (const std::string& e : elements) out.push_back("nft add " + e);
+  for (const char* set : {"vips", "watched"}) out.push_back(watch_rule(t, "input", fmt::format("arp saddr ip @{}", set), "claim", 100));
+  for (const char* set : {"vips", "watched"}) {
+    out.push_back(watch_rule(t, "input", fmt::format("arp operation request arp daddr ip @{}", set), "ask", 20));
+  }
+  out.push_back(kArpInput);
+  out.push_back(kArpEth0);
+  for (const char* set : {"vips", "watched"}) out.push_back(watch_rule(t, "output", fmt::format("arp saddr ip @{}", set), "leak", 100));
   return out;
 }
 
@@ -161,6 +189,48 @@ const std::vector<Case> kFresh = {
      cat(kSysctls, arp_table("1 element(s) to arp arpguard @vips: 10.100.0.0/24"))},
 };
 
+// ---- the wire watch, and source routing (policies as written) ----
+
+const std::vector<Case> kWatched = {
+    {"method both: the log rules around the drop, the VIP in @vips, @watched empty", kOneVip, nullptr,
+     cat(kSysctls, watched_arp_table({"1 element(s) to arp arpguard @vips: 192.0.2.10"}),
+         Lines{"add vip 192.0.2.10/32 dev lo"})},
+    {"method sysctl: a table with log rules only in effect, the VIP in @watched", "[arp]\nmethod = \"sysctl\"\n" + kOneVip,
+     nullptr,
+     cat(kSysctls, watched_arp_table({"1 element(s) to arp arpguard @watched: 192.0.2.10"}),
+         Lines{"add vip 192.0.2.10/32 dev lo"})},
+    {"a redirected VIP is watched too: nobody but the director may claim it", kOneVip + kRedirect, nullptr,
+     cat(kSysctls,
+         watched_arp_table({"1 element(s) to arp arpguard @vips: 192.0.2.10", "1 element(s) to arp arpguard @watched: 192.0.2.30"}),
+         nat_table("ip", {"2 element(s) to ip arpguard_nat @keep: 192.0.2.30 . tcp . 0-65535, 192.0.2.30 . udp . 0-65535"}),
+         Lines{"add vip 192.0.2.10/32 dev lo"})},
+    {"an IPv6 VIP: solicitations and advertisements logged before the drops; only @watched can leak",
+     kOneV6Vip, nullptr,
+     Lines{"nft create table ip6 arpguard (owner, persist)", "nft create set vips in ip6 arpguard",
+           "nft create set watched in ip6 arpguard", "nft create chain input in ip6 arpguard",
+           "nft create chain output in ip6 arpguard", "nft add 1 element(s) to ip6 arpguard @vips: 2001:db8::10",
+           watch_rule("ip6 arpguard", "input", "icmpv6 type nd-neighbor-advert @th,64,128 @vips", "claim", 100),
+           watch_rule("ip6 arpguard", "input", "icmpv6 type nd-neighbor-advert @th,64,128 @watched", "claim", 100),
+           watch_rule("ip6 arpguard", "input", "icmpv6 type nd-neighbor-solicit @th,64,128 @vips", "ask", 20),
+           watch_rule("ip6 arpguard", "input", "icmpv6 type nd-neighbor-solicit @th,64,128 @watched", "ask", 20),
+           "nft add rule ip6 arpguard input: icmpv6 type nd-neighbor-solicit @th,64,128 @vips counter packets 0 bytes 0 "
+           "drop",
+           "nft add rule ip6 arpguard output: icmpv6 type nd-neighbor-advert @th,64,128 @vips counter packets 0 bytes 0 "
+           "drop",
+           watch_rule("ip6 arpguard", "output", "icmpv6 type nd-neighbor-advert @th,64,128 @watched", "leak", 100),
+           "add vip 2001:db8::10/128 dev lo nodad preferred_lft 0"}},
+    {"source routing: eth0's table and rule before the sysctls, arp_filter with them",
+     kNoWatch + "[arp]\narp_filter = true\nsource_routing = true\n" + kOneVip, nullptr,
+     cat(Lines{"add route 192.0.2.0/24 dev eth0 src 192.0.2.1 table 5002",
+               "add rule from 192.0.2.1/32 lookup 5002 priority 1000"},
+         kSysctls, Lines{"set net.ipv4.conf.all.arp_filter 0 -> 1"},
+         arp_table("1 element(s) to arp arpguard @vips: 192.0.2.10"), Lines{"add vip 192.0.2.10/32 dev lo"})},
+    {"arp_filter is set with method nftables too: it is about the host's addresses",
+     kNoWatch + "[arp]\nmethod = \"nftables\"\narp_filter = true\n" + kOneVip, nullptr,
+     cat(Lines{"set net.ipv4.conf.all.arp_filter 0 -> 1"}, arp_table("1 element(s) to arp arpguard @vips: 192.0.2.10"),
+         Lines{"add vip 192.0.2.10/32 dev lo"})},
+};
+
 // ---- drift from a converged kernel ----
 
 const std::vector<Case> kDrift = {
@@ -240,12 +310,24 @@ TEST_CASE("on a fresh machine, Diff plans suppression before every VIP") {
     CAPTURE(c.story);
     Observed observed = fresh_machine();
     if (c.given) c.given(observed);
+    CHECK(lines_of(policy_of(kNoWatch + c.policy), observed, c.daemon) == c.plan);
+  }
+}
+
+TEST_CASE("the wire watch's log rules and set, and source routing, on a fresh machine") {
+  for (const Case& c : kWatched) {
+    CAPTURE(c.story);
+    Observed observed = fresh_machine();
+    if (c.given) c.given(observed);
     CHECK(lines_of(policy_of(c.policy), observed, c.daemon) == c.plan);
   }
 }
 
 TEST_CASE("after one apply of each fresh case, the next plan is empty (I4)") {
-  for (const Case& c : kFresh) {
+  std::vector<Case> all;
+  for (const Case& c : kFresh) all.push_back({c.story, kNoWatch + c.policy, c.given, c.plan, c.daemon});
+  all.insert(all.end(), kWatched.begin(), kWatched.end());
+  for (const Case& c : all) {
     CAPTURE(c.story);
     Observed observed = fresh_machine();
     if (c.given) c.given(observed);
@@ -260,7 +342,7 @@ TEST_CASE("after one apply of each fresh case, the next plan is empty (I4)") {
 TEST_CASE("from a converged kernel, Diff plans exactly what drifted") {
   for (const Case& c : kDrift) {
     CAPTURE(c.story);
-    const Policy policy = policy_of(c.policy);
+    const Policy policy = policy_of(kNoWatch + c.policy);
     Observed observed = converged(policy, c.daemon);
     REQUIRE(lines_of(policy, observed, c.daemon) == Lines{});
     c.given(observed);
@@ -271,7 +353,7 @@ TEST_CASE("from a converged kernel, Diff plans exactly what drifted") {
 TEST_CASE("after applying each drift's plan, the next plan is empty (I4)") {
   for (const Case& c : kDrift) {
     CAPTURE(c.story);
-    const Policy policy = policy_of(c.policy);
+    const Policy policy = policy_of(kNoWatch + c.policy);
     Observed observed = converged(policy, c.daemon);
     c.given(observed);
     converge_once(observed, policy, c.daemon);
@@ -349,7 +431,7 @@ TEST_CASE("a lost state record, no VIPs in the policy, the VIP still on lo: noth
 }
 
 TEST_CASE("the daemon adopts an orphaned persistent table, and replaces one it can never own") {
-  const Policy policy = policy_of(kOneVip);
+  const Policy policy = policy_of(kNoWatch + kOneVip);
   Observed observed = converged(policy);  // a one-shot apply left it owned and persistent
   ObservedTable& table = observed.tables.at(rules::arp_table_id());
   REQUIRE(table.flags == (nft::kTableFlagOwner | nft::kTableFlagPersist));
@@ -394,11 +476,11 @@ TEST_CASE("plan order: every deletion, then sysctls, then the nft batch, then ev
                               "set net.ipv4.conf.all.arp_announce 0 -> 2",
                               "nft add 2 element(s) to arp arpguard @vips: 192.0.2.10, 192.0.2.20",
                               "add vip 192.0.2.20/32 dev lo"});
-  // The kinds, in order: 0-1 deletions, 2 sysctl, 3 nft, 4-5 additions (the variant's own order).
+  // The kinds, in order: 0-1 deletions, 2 routing, 3 sysctl, 4 nft, 5-6 additions (the variant's own order).
   std::vector<size_t> kinds;
   for (const Action& a : plan.actions) kinds.push_back(a.index());
   CHECK(std::is_sorted(kinds.begin(), kinds.end()));
-  CHECK(kinds == std::vector<size_t>{0, 0, 2, 3, 4});
+  CHECK(kinds == std::vector<size_t>{0, 0, 3, 4, 5});
 
   // The ip6 table guarded 2001:db8::10 while it was configured; once gone, it goes.
   converge_once(observed, after);
@@ -453,12 +535,12 @@ TEST_CASE("at 5,000 VIPs, a diff scoped to the drift plans what the full diff pl
 }
 
 TEST_CASE("a scope without the host leaves sysctls and the tables' structure to a host-wide diff") {
-  Observed observed = converged(policy_of(kOneVip));
+  Observed observed = converged(policy_of(kNoWatch + kOneVip));
   const DiffScope region = around("192.0.2.10", "192.0.2.10");
   const DiffScope host = DiffScope::of({}, true);
 
   SUBCASE("a sysctl and a rule drifted") {
-    const Policy policy = policy_of(kOneVip);
+    const Policy policy = policy_of(kNoWatch + kOneVip);
     observed.sysctls[{"all", kArpIgnore}] = 0;
     arp_table_of(observed).rules.erase(rule_handle(observed, "input"));
     CHECK(lines_of(policy, observed, false, region) == Lines{});
@@ -641,7 +723,8 @@ TEST_CASE("property: under random drift, scoped diffs agree with the full diff, 
     // The kernel takes the full plan, every VIP is protected before it is added, and it converges.
     CHECK(apply_to(observed, full, &desired) == Lines{});
     CHECK(lines_of(w.policy, observed) == Lines{});
-    const ReadinessInputs inputs{false, true, std::nullopt, nullptr, nullptr, nullptr};
+    ReadinessInputs inputs;
+    inputs.fresh = true;
     for (const DesiredVip& v : desired.vips.bound) {
       CAPTURE(v.prefix.str());
       CHECK(vip_reasons(desired, observed, inputs, v) == std::vector<Reason>{});

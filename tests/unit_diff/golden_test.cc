@@ -88,19 +88,21 @@ TEST_CASE("each table spec renders as its golden file") {
 
 TEST_CASE("the tables Desired makes from a policy render as the same golden files") {
   Observed observed = fresh_machine();
+  // The golden files of suppression alone; the watch's own follow.
+  const std::string no_watch = "[watch]\nenabled = false\n";
   SUBCASE("two adjacent VIPs: one /31 element, eth0 rewriting to its primary address") {
-    const Policy policy = policy_of(vip("192.0.2.11") + vip("192.0.2.10"));
+    const Policy policy = policy_of(no_watch + vip("192.0.2.11") + vip("192.0.2.10"));
     CHECK(nft::render_nft(desired_spec(policy, observed, rules::arp_table_id())) == golden("two-vips.nft"));
   }
   SUBCASE("five VIPs, and eth1 without IPv4 dropping ARP sent from a VIP") {
-    observed.links[3] = Link{3, "eth1", false, false, true};
+    observed.links[3] = Link{3, "eth1", false, false, true, {}};
     std::string text;
     for (const char* a : {"192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.20", "198.51.100.7"}) text += vip(a);
-    CHECK(nft::render_nft(desired_spec(policy_of(text), observed, rules::arp_table_id())) ==
+    CHECK(nft::render_nft(desired_spec(policy_of(no_watch + text), observed, rules::arp_table_id())) ==
           golden("five-vips-two-interfaces.nft"));
   }
   SUBCASE("two IPv6 VIPs and an IPv6 prefix") {
-    const Policy policy = policy_of(vip("2001:db8:1::12") + vip("2001:db8::/64") + vip("2001:db8:1::10"));
+    const Policy policy = policy_of(no_watch + vip("2001:db8:1::12") + vip("2001:db8::/64") + vip("2001:db8:1::10"));
     CHECK(nft::render_nft(desired_spec(policy, observed, rules::ndp_table_id())) == golden("ip6-two-vips-one-prefix.nft"));
   }
   SUBCASE("redirected IPv4 VIPs: every port, single ports, a range and port mappings") {

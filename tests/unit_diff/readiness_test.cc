@@ -105,7 +105,7 @@ TEST_CASE("each fault of one VIP is its own typed reason, and touches no other V
   SUBCASE("a copy on eth0") {
     add_address(s.observed, prefix("192.0.2.10/32"), kEth0);
     CHECK(s.vip("192.0.2.10/32") ==
-          std::vector<Reason>{not_ready(ReasonKind::kVipMisplaced, "vip 192.0.2.10/32 is also on eth0, which may answer for it")});
+          std::vector<Reason>{not_ready(ReasonKind::kVipMisplaced, "vip 192.0.2.10/32 is also on eth0, which may answer ARP for it")});
   }
   SUBCASE("its element deleted") {
     remove_elements(arp_vips(s.observed), {rules::vip_element(range("192.0.2.10", "192.0.2.10"))});

@@ -267,11 +267,12 @@ ManagedVip managed_of_address(const IpPrefix& p, const std::string& device) { re
 
 Lines apply_to(Observed& observed, const Plan& plan, const Desired* desired) {
   Lines refused;
-  std::vector<const Action*> deletions, sysctls, nft, additions;
+  std::vector<const Action*> deletions, routing, sysctls, nft, additions;
   for (const Action& action : plan.actions) {
     std::visit(Overloaded{
                    [&](const DelAddress&) { deletions.push_back(&action); },
                    [&](const DelRoute&) { deletions.push_back(&action); },
+                   [&](const RoutingChange&) { routing.push_back(&action); },
                    [&](const SetSysctl&) { sysctls.push_back(&action); },
                    [&](const NftChange&) { nft.push_back(&action); },
                    [&](const AddAddress&) { additions.push_back(&action); },
@@ -289,13 +290,30 @@ Lines apply_to(Observed& observed, const Plan& plan, const Desired* desired) {
       observed.state.vips.erase(ManagedVip{r->key.destination, VipKind::kRoute, r->device});
     }
   }
-  // 2. Sysctls, their first origin recorded.
+  // 2. Source routing.
+  for (const Action* action : routing) {
+    const auto& change = std::get<RoutingChange>(*action);
+    if (const auto* r = std::get_if<PolicyRoute>(&change.object)) {
+      if (change.add) {
+        observed.policy_routes[r->key] = r->info;
+      } else {
+        observed.policy_routes.erase(r->key);
+      }
+    } else if (const auto* r = std::get_if<RoutingRule>(&change.object)) {
+      if (change.add) {
+        observed.rules[r->key] = r->info;
+      } else {
+        observed.rules.erase(r->key);
+      }
+    }
+  }
+  // 3. Sysctls, their first origin recorded.
   for (const Action* action : sysctls) {
     const auto& s = std::get<SetSysctl>(*action);
     observed.state.sysctl_origin.emplace(s.key, s.from);
     observed.sysctls[s.key] = s.to;
   }
-  // 3. One nft transaction: all or nothing.
+  // 4. One nft transaction: all or nothing.
   if (!nft.empty()) {
     const auto before = observed.tables;
     NftBatch batch(observed);
@@ -307,7 +325,7 @@ Lines apply_to(Observed& observed, const Plan& plan, const Desired* desired) {
       }
     }
   }
-  // 4. VIP additions, each only once its suppression is verified (I1).
+  // 5. VIP additions, each only once its suppression is verified (I1).
   std::map<IpPrefix, std::vector<Reason>> gaps;
   if (desired) {
     std::vector<IpPrefix> vips;
@@ -343,8 +361,8 @@ Lines apply_to(Observed& observed, const Plan& plan, const Desired* desired) {
 
 Observed fresh_machine() {
   Observed o;
-  o.links[kLo] = Link{kLo, "lo", true, false, true};
-  o.links[kEth0] = Link{kEth0, "eth0", false, false, true};
+  o.links[kLo] = Link{kLo, "lo", true, false, true, {}};
+  o.links[kEth0] = Link{kEth0, "eth0", false, false, true, {}};
   add_address(o, prefix("127.0.0.1/8"), kLo, kScopeHost);
   o.local_routes[RouteKey{prefix("127.0.0.0/8"), 0}] = RouteInfo{kLo, kRouteProtoKernel, kScopeHost};
   add_address(o, prefix("::1/128"), kLo, kScopeHost);

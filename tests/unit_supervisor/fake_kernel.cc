@@ -25,8 +25,8 @@ std::vector<std::pair<IpAddress, bool>> points_of(const nft::Element& e) {
 }  // namespace
 
 FakeKernel::FakeKernel() {
-  world.links[1] = Link{1, "lo", true, false, true};
-  world.links[2] = Link{2, "eth0", false, false, true};
+  world.links[1] = Link{1, "lo", true, false, true, {}};
+  world.links[2] = Link{2, "eth0", false, false, true, {}};
   world.put_address(key_of("127.0.0.1/8", 1), AddressInfo{kScopeHost, kAddrFlagPermanent});
   world.put_address(key_of("::1/128", 1), AddressInfo{kScopeHost, kAddrFlagPermanent});
   world.put_address(key_of("192.0.2.1/24", 2), AddressInfo{kScopeGlobal, kAddrFlagPermanent});
@@ -122,9 +122,14 @@ Result<std::map<AddressKey, AddressInfo>> FakeKernel::addresses() {
   return world.addresses;
 }
 
-Result<std::map<RouteKey, RouteInfo>> FakeKernel::local_routes() {
+Result<RouteTables> FakeKernel::routes() {
   if (auto e = failure(Call::kRoutes)) return Error{"RTM_GETROUTE dump", *e};
-  return world.local_routes;
+  return RouteTables{world.local_routes, world.policy_routes};
+}
+
+Result<std::map<RoutingRuleKey, RoutingRuleInfo>> FakeKernel::rules() {
+  if (auto e = failure(Call::kRoutes)) return Error{"RTM_GETRULE dump", *e};
+  return world.rules;
 }
 
 std::vector<Status> FakeKernel::apply(const std::vector<RtnlChange>& changes) {
@@ -169,6 +174,28 @@ std::vector<Status> FakeKernel::apply(const std::vector<RtnlChange>& changes) {
               world.local_routes[a.key] = info;
               notify(kOwnRtnlPort, delta::RouteUpsert{a.key, info});
               wrote("add route " + a.key.destination.str());
+              return Status();
+            },
+            [&](const RoutingChange& a) -> Status {
+              if (auto e = failure(a.add ? Call::kRtnlAdd : Call::kRtnlDelete)) return Status::failure(describe(Action{a}), *e);
+              std::visit(Overloaded{
+                             [&](const PolicyRoute& r) {
+                               if (a.add) {
+                                 world.policy_routes[r.key] = r.info;
+                               } else {
+                                 world.policy_routes.erase(r.key);
+                               }
+                             },
+                             [&](const RoutingRule& r) {
+                               if (a.add) {
+                                 world.rules[r.key] = r.info;
+                               } else {
+                                 world.rules.erase(r.key);
+                               }
+                             },
+                         },
+                         a.object);
+              wrote(describe(Action{a}));
               return Status();
             },
         },

@@ -58,7 +58,9 @@ class FakeKernel final : public NetlinkApi, public SysctlApi, public NftApi, pub
   // NetlinkApi
   Result<std::map<int, Link>> links() override;
   Result<std::map<AddressKey, AddressInfo>> addresses() override;
-  Result<std::map<RouteKey, RouteInfo>> local_routes() override;
+  Result<RouteTables> routes() override;
+  Result<std::map<RoutingRuleKey, RoutingRuleInfo>> rules() override;
+  RouteAnswers route_lookups(const std::vector<RouteQuery>&) override { return {}; }
   std::vector<Status> apply(const std::vector<RtnlChange>& changes) override;
   // SysctlApi
   Result<SysctlValues> read(const std::vector<std::string>& scopes) override;
@@ -93,12 +95,16 @@ class FakeHost final : public Host {
   void notify(const std::string& text) override { notifications.push_back(text); }
   void log(LogLevel level, const std::string& text) override;
   void persist_drain(bool draining) override { drain_file = draining; }
+  void probe(const std::vector<command::ProbeTarget>& targets) override {
+    probes.insert(probes.end(), targets.begin(), targets.end());
+  }
   double now() const override { return clock; }
 
   double clock = 1000;
   std::vector<std::string> logs;          ///< "<3>text"
   std::vector<std::string> notifications;
   size_t checks_run = 0;
+  std::vector<command::ProbeTarget> probes;
   bool drain_file = false;
   bool echo = false;                       ///< print logs as they come (debugging)
 

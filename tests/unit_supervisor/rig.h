@@ -122,9 +122,10 @@ struct Rig {
       if (set.set == "vips") continue;
       const ObservedTable* table = w.table(set.table);
       for (const nft::Element& e : elements) {
-        if (!table || !table->sets.count(set.set) || !table->sets.at(set.set).elements.count(e)) {
-          out.push_back(e.str() + " not in " + set.str());
-        }
+        const ObservedSet* have = table && table->sets.count(set.set) ? &table->sets.at(set.set) : nullptr;
+        // Plain interval sets hold points; concatenated ones whole elements.
+        const bool held = have && (e.protocol == 0 ? set_covers(*have, e.addresses) : have->elements.count(e) != 0);
+        if (!held) out.push_back(e.str() + " not in " + set.str());
       }
     }
     return out;

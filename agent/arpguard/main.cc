@@ -56,7 +56,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 60000));
   probe->add_flag("--json", probe_json, "The same facts as one JSON object");
 
-  if (auto exit_code = arpguard::parse_args(app, argc, argv)) return *exit_code;
+  if (auto exit_code = arpguard::parse_args(app, argc, argv)) {
+    // status and probe are monitoring checks: a usage error is UNKNOWN (3), not CRITICAL.
+    const std::string verb = argc > 1 ? argv[1] : "";
+    return *exit_code == 2 && (verb == "status" || verb == "probe") ? 3 : *exit_code;
+  }
   if (probe->parsed()) {
     return arpguard::cli::probe(probe_vips, probe_interfaces, probe_policy, probe_wait_ms, probe_json);
   }

@@ -72,11 +72,17 @@ std::vector<Reason> server_reasons(const Desired& desired, const Observed& obser
       vips.insert(claim.vip);
     }
     if (!others.empty()) {
+      // Named up to a few: a flood of forged claimants must not make the line endless.
+      constexpr size_t kNamed = 4;
       std::vector<std::string> macs;
-      for (const MacAddress& mac : others) macs.push_back(mac.str());
+      for (const MacAddress& mac : others) {
+        if (macs.size() == kNamed) break;
+        macs.push_back(mac.str());
+      }
+      const std::string more = others.size() > kNamed ? fmt::format(" and {} more", others.size() - kNamed) : "";
       reasons.push_back(warning(ReasonKind::kVipClaimed,
-                                fmt::format("{} VIP(s) claimed on the wire by another host: {}", vips.size(),
-                                            fmt::join(macs, ", "))));
+                                fmt::format("{} VIP(s) claimed on the wire by another host: {}{}", vips.size(),
+                                            fmt::join(macs, ", "), more)));
     }
   }
   return reasons;

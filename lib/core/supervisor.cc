@@ -170,6 +170,32 @@ std::vector<Command> Supervisor::handle(Input input, double now) {
 
 // ---- kernel state ----
 
+// The kernel deletes a device's IPv4 routes without a word when its last IPv4
+// address goes (`ip addr flush dev lo`) or it goes down (fib_sync_down_dev):
+// route VIPs on it may be gone though no RTM_DELROUTE came. Read everything.
+bool Supervisor::route_vips_lost_silently(const Delta& d) const {
+  int index = 0;
+  if (const auto* removed = std::get_if<delta::AddressRemoved>(&d);
+      removed && removed->key.address.family == Family::kV4) {
+    index = removed->key.link_index;
+  } else if (const auto* link = std::get_if<delta::LinkUpsert>(&d); link && !link->link.up) {
+    index = link->link.index;
+  } else {
+    return false;
+  }
+  const Link* link = cache_.link_at(index);
+  if (!link) return false;
+  const bool holds_route_vips = std::any_of(desired_.vips.bound.begin(), desired_.vips.bound.end(), [&](const DesiredVip& v) {
+    return v.kind == VipKind::kRoute && v.prefix.family() == Family::kV4 && v.device == link->name;
+  });
+  if (!holds_route_vips) return false;
+  if (std::holds_alternative<delta::LinkUpsert>(d)) return true;
+  for (const auto& [key, info] : cache_.addresses) {
+    if (key.link_index == index && key.address.family == Family::kV4) return false;
+  }
+  return true;
+}
+
 void Supervisor::request_resync(Out& out, const char* why) {
   if (resync_in_flight_) return;
   log(out, LogLevel::kWarning, why);
@@ -242,6 +268,11 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
     if (!ours && !side_effect) {
       if (causes_.size() < kCausesKept) causes_.push_back(std::move(cause));
       ++foreign_changes_;
+    }
+    if (route_vips_lost_silently(event.delta)) {
+      t.resync = true;
+      touched.merge(std::move(t));
+      continue;
     }
     if (const auto* added = std::get_if<delta::AddressUpsert>(&event.delta);
         added && desired_.vips.is_redirected(added->key.address)) {
@@ -756,6 +787,21 @@ void Supervisor::on_wire(const input::Wire& wire, double now, Out& out) {
                             : ""));
         break;
       case ClaimOrigin::kOther:
+        // A flood of forged claimants gets a few lines a minute, then a count.
+        if (now - claim_log_window_ >= 60) {
+          if (claim_logs_suppressed_ > 0) {
+            log(out, LogLevel::kWarning,
+                fmt::format("wire: {} more claimant(s) not logged in the last minute (see arpguard status)",
+                            claim_logs_suppressed_));
+          }
+          claim_log_window_ = now;
+          claim_logs_in_window_ = 0;
+          claim_logs_suppressed_ = 0;
+        }
+        if (++claim_logs_in_window_ > kClaimLogsPerMinute) {
+          ++claim_logs_suppressed_;
+          break;
+        }
         log(out, LogLevel::kWarning,
             fmt::format("wire: VIP {} claimed by another host, {} on {} ({}): clients may bypass the director",
                         claim.vip.str(), claim.mac.str(), interface_name(claim.ifindex), to_string(claim.last_kind)));

@@ -182,6 +182,12 @@ class Supervisor {
   void rebuild_desired_host();
   /// Brings the not-ready sets up to date for what changed since last time.
   void refresh_readiness(double now);
+  bool route_vips_lost_silently(const Delta& d) const;
+
+  static constexpr uint64_t kClaimLogsPerMinute = 20;
+  double claim_log_window_ = -1e9;      ///< start of the minute new-claimant lines are counted in
+  uint64_t claim_logs_in_window_ = 0;
+  uint64_t claim_logs_suppressed_ = 0;
   void notify_ready_state(double now, Out& out);
   std::vector<std::string> problems() const;
   ReadinessInputs readiness_inputs(double now) const;

@@ -23,6 +23,9 @@ TEST_CASE("check-config: 0 for a valid policy, 1 with located errors, 2 for usag
   CHECK(usage.err.find("FILE is required") != std::string::npos);
   CHECK(run(arpguard_bin() + " frobnicate").exit_code == 2);
   CHECK(run(arpguard_bin() + " apply").exit_code == 2);
+  // The monitoring checks say UNKNOWN for a usage error, never CRITICAL.
+  CHECK(run(arpguard_bin() + " status --bogus").exit_code == 3);
+  CHECK(run(arpguard_bin() + " probe 192.0.2.80 --interface").exit_code == 3);
 }
 
 TEST_CASE("--version names the program and version") {

@@ -17,9 +17,14 @@ struct Guarded {
   TempDir dir;
 
   /// A policy with `body` after an [agent] table pointing state into dir.
+  /// These suites count the protection's own rules, so the wire watch (its
+  /// log rules; tests/lab/watch_test and tests/wire) is off unless `body`
+  /// has a [watch] table.
   std::string write_policy(const std::string& body, const std::string& agent_extra = "") const {
+    // Last, so that the line numbers of located errors in `body` stay put.
+    const std::string watch = body.find("[watch]") == std::string::npos ? "\n[watch]\nenabled = false\n" : "";
     return dir.write("policy.toml", "[agent]\nstate_dir = \"" + dir.path() + "/state\"\ncontrol_socket = \"" +
-                                        control_socket() + "\"\n" + agent_extra + body);
+                                        control_socket() + "\"\n" + agent_extra + body + watch);
   }
   std::string control_socket() const { return dir.path() + "/arpguard.sock"; }
   CommandResult apply(const std::string& policy_path, const std::string& flags = "") const {

@@ -606,60 +606,26 @@ TEST_CASE("kinds: no ARP or NDP frame reveals a VIP of any kind across start, re
   }
 }
 
-TEST_CASE("kinds: an IPv6 VIP on eth0 by policy is hidden by the ip6 table: its NS rule, its NA rule, none without both") {
+// An IPv6 VIP on an ARP-facing device cannot be hidden: the kernel solicits
+// neighbours with it as source and the host's MAC in the link-layer option
+// (ndisc_solicit), and no nft rule may rewrite an NS source as ARP's can. So
+// the policy is refused, located, and nothing changes.
+TEST_CASE("kinds: an IPv6 VIP on eth0 by policy is refused, located, and nothing changes") {
   Kinds k;
-  // Control: by hand on eth0, the real server answers NDP for it.
-  k.segment.rs.must("ip -6 addr add 2001:db8:1::10/128 dev eth0 nodad");
-  REQUIRE(k.ndp_replies(kVip6) == std::vector<std::string>{Segment::kRsMac});
-  k.segment.rs.must("ip -6 addr del 2001:db8:1::10/128 dev eth0");
-
-  const CommandResult r = k.apply(k.write_policy(
-      method_table("nftables") + "[[vip]]\naddress = \"2001:db8:1::10\"\ndevice = \"eth0\"\n", "own_nft_table = false\n"));
-  CAPTURE(r.out);
-  CAPTURE(r.err);
-  REQUIRE(r.exit_code == 0);
-  CHECK(contains(r.out, "add vip 2001:db8:1::10/128 dev eth0 nodad preferred_lft 0\n"));
-  const json a = k.address6("eth0", kVip6);
-  CHECK((a.is_object() && a.value("nodad", false) && a.value("deprecated", false)));
-  CHECK(k.address6("lo", kVip6).is_null());
-  CHECK(k.elements("ip6") == std::vector<std::string>{kVip6});
-  CHECK(k.ndp_replies(kVip6).empty());
-  const std::vector<json> input = k.rules("ip6", "input");
-  REQUIRE(input.size() == 1);
-  CHECK(Kinds::packets(input[0]) >= 1);  // it dropped the client's solicitations
-
-  // Without the NS rule the kernel answers; the NA rule drops the answer.
-  k.segment.rs.must("nft delete rule ip6 arpguard input handle " + std::to_string(input[0].value("handle", 0)));
-  CHECK(k.ndp_replies(kVip6).empty());
-  const std::vector<json> output = k.rules("ip6", "output");
-  REQUIRE(output.size() == 1);
-  CHECK(Kinds::packets(output[0]) >= 1);
-
-  // Without both, answered: nothing else hid it.
-  k.segment.rs.must("nft delete rule ip6 arpguard output handle " + std::to_string(output[0].value("handle", 0)));
-  CHECK(k.ndp_replies(kVip6) == std::vector<std::string>{Segment::kRsMac});
-}
-
-TEST_CASE("kinds: an IPv6 VIP on eth0 by policy is never the source of the real server's neighbour solicitations") {
-  // BUG: the ip6 arpguard table (rules/tables.cc, ndp_drop("input", NS) and ndp_drop("output", NA))
-  // drops incoming NS and outgoing NA for a VIP, but has no counterpart of the arp table's output
-  // rule (which rewrites a VIP as ARP sender): when the real server talks from a
-  // VIP that sits on an ARP-facing device (device = "eth0", methods nftables and both), the kernel
-  // solicits the peer with the VIP as IPv6 source and its own MAC in the source link-layer option
-  // (ndisc_solicit uses the packet's source when it is on the outgoing device), so every neighbour
-  // (the client, the router) caches VIP -> real server MAC: the IPv6 form of "who-has X tell VIP".
-  Kinds k;
-  REQUIRE(k.apply(k.write_policy(method_table("nftables") + "[[vip]]\naddress = \"2001:db8:1::10\"\ndevice = \"eth0\"\n",
-                                 "own_nft_table = false\n"))
-              .exit_code == 0);
-  WireCapture capture(k.segment.client, k.dir.path() + "/capture.log");
-  k.segment.rs.exec("ip -6 neigh flush dev eth0; ping -6 -c 1 -W 0.3 -I 2001:db8:1::10 2001:db8:1::2");
-  const std::vector<std::string> frames = capture.stop();
-  CAPTURE(frames);
-  CHECK(any_line_contains(frames, "neighbor solicitation, who has 2001:db8:1::2,"));  // it did resolve the client
-  CHECK(leaks(frames, {kVip6}) == std::vector<std::string>{});
-  // What a neighbour learnt from it.
-  CHECK(k.segment.client.must("ip -6 neigh show 2001:db8:1::10") == "");
+  for (const char* method : {"nftables", "both", "sysctl"}) {
+    CAPTURE(method);
+    const std::string policy =
+        k.write_policy(method_table(method) + "[[vip]]\naddress = \"2001:db8:1::10\"\ndevice = \"eth0\"\n");
+    const CommandResult r = k.apply(policy);
+    CAPTURE(r.out);
+    CAPTURE(r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, policy + ":"));
+    CHECK(contains(r.err, "IPv6 VIPs go on lo"));
+    CHECK(k.address6("eth0", kVip6).is_null());
+    CHECK(k.address6("lo", kVip6).is_null());
+    CHECK(k.segment.rs.exec("nft list table ip6 arpguard").exit_code != 0);
+  }
 }
 
 // ---- 3: the real server's own connections -------------------------------------

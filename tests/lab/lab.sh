@@ -237,8 +237,9 @@ lab_down() {
   local role ns pid
   for role in client director rs1 rs2 rs3 sw; do
     ns=$(lab_ns "$role")
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-    ip netns del "$ns" 2>/dev/null
+    # Under `set -e` a process that exited meanwhile, or a role the lab never made, must not end the cleanup.
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
   done
   rm -rf "$LAB_DIR"
 }

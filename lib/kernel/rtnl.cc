@@ -77,8 +77,11 @@ RoutePtr policy_route_object(const PolicyRoute& r, bool add) {
   rtnl_route_set_table(route.get(), r.key.table);
   rtnl_route_set_type(route.get(), RTN_UNICAST);
   rtnl_route_set_dst(route.get(), dst.get());
+  // On a delete too: the kernel matches the protocol, and libnl's default
+  // (static) would match no route of arpguard's, which the kernel then calls
+  // gone (ESRCH) while it stays.
+  rtnl_route_set_protocol(route.get(), kRouteProtoArpguard);
   if (add) {
-    rtnl_route_set_protocol(route.get(), kRouteProtoArpguard);
     rtnl_route_set_scope(route.get(), RT_SCOPE_LINK);
     if (r.info.source) {
       NlAddrPtr source = nl_address(IpPrefix::host(*r.info.source));
@@ -209,6 +212,16 @@ int on_valid(nl_msg* msg, void* arg) {
   return NL_OK;
 }
 
+// A dump fails only on an error for its own request: a late acknowledgement
+// of an earlier one on the same socket is not the dump's.
+struct DumpErrors {
+  uint32_t seq = 0;
+};
+
+int on_dump_error(sockaddr_nl*, nlmsgerr* err, void* arg) {
+  return err->msg.nlmsg_seq == static_cast<DumpErrors*>(arg)->seq ? NL_STOP : NL_SKIP;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Rtnl>> Rtnl::open() {
@@ -236,6 +249,8 @@ Status Rtnl::dump(int type, int family, const Callback& on_message, const std::f
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<nl_cb, void (*)(nl_cb*)> cb(nl_cb_alloc(NL_CB_DEFAULT), nl_cb_put);
     nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, on_valid, const_cast<Callback*>(&on_message));
+    DumpErrors errors;
+    nl_cb_err(cb.get(), NL_CB_CUSTOM, on_dump_error, &errors);
     // The request header: the family byte first, padded as each type expects.
     unsigned char header[sizeof(rtmsg)] = {};
     header[0] = static_cast<unsigned char>(family);
@@ -243,7 +258,13 @@ Status Rtnl::dump(int type, int family, const Callback& on_message, const std::f
                               : type == RTM_GETADDR ? sizeof(ifaddrmsg)
                               : type == RTM_GETRULE ? sizeof(fib_rule_hdr)
                                                     : sizeof(rtmsg);
-    if (int err = nl_send_simple(sock_, type, NLM_F_DUMP, header, header_len); err < 0) {
+    MsgPtr request(nlmsg_alloc_simple(type, NLM_F_DUMP));
+    if (!request || nlmsg_append(request.get(), header, header_len, NLMSG_ALIGNTO) < 0) {
+      return Status::failure(fmt::format("{} dump: out of memory", name), ENOMEM);
+    }
+    nl_complete_msg(sock_, request.get());
+    errors.seq = nlmsg_hdr(request.get())->nlmsg_seq;
+    if (int err = nl_send(sock_, request.get()); err < 0) {
       return Status::failure(fmt::format("{} dump: {}", name, nl_geterror(err)));
     }
     const int err = nl_recvmsgs(sock_, cb.get());

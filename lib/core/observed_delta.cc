@@ -64,12 +64,14 @@ Touched apply_delta(Observed& observed, const Delta& change) {
       Overloaded{
           [&](const delta::LinkUpsert& d) {
             auto it = observed.links.find(d.link.index);
-            const bool renamed = it == observed.links.end() || it->second.name != d.link.name ||
-                                 it->second.loopback != d.link.loopback || it->second.noarp != d.link.noarp;
+            // Up or down counts too: each VIP on the device is ready or not with it.
+            const bool everything = it == observed.links.end() || it->second.name != d.link.name ||
+                                    it->second.loopback != d.link.loopback || it->second.noarp != d.link.noarp ||
+                                    it->second.up != d.link.up;
             const bool changed = it == observed.links.end() || !(it->second == d.link);
             observed.links[d.link.index] = d.link;
-            // A new or renamed link moves VIPs and ARP-facing interfaces: everything is in question.
-            return Touched{renamed, {}, true, changed};
+            // A new, renamed, raised or downed link moves VIPs and ARP-facing interfaces: everything is in question.
+            return Touched{everything, {}, true, changed};
           },
           [&](const delta::LinkRemoved& d) {
             const bool changed = observed.links.erase(d.index) != 0;

@@ -137,6 +137,10 @@ std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed
   const Link* device = observed.link_named(vip.device);
   if (!device) {
     reasons.push_back(not_ready(ReasonKind::kVipDeviceMissing, fmt::format("vip {}: device {} does not exist", name, vip.device)));
+  } else if (!device->up) {
+    // The kernel keeps the addresses of a device that is down but drops its
+    // local routes: nothing sent to the VIP is delivered.
+    reasons.push_back(not_ready(ReasonKind::kVipDeviceDown, fmt::format("vip {}: device {} is down", name, vip.device)));
   }
   if (vip.kind == VipKind::kAddress) {
     bool present = false;

@@ -29,6 +29,7 @@ enum class ReasonKind : uint8_t {
   // per VIP
   kVipMissing,         ///< not configured on its device
   kVipDeviceMissing,   ///< its device does not exist
+  kVipDeviceDown,      ///< its device is down: no traffic reaches it
   kVipWrongAttributes, ///< configured, but with a scope or lifetime its protection forbids
   kVipNotSuppressed,   ///< its nft set does not hold it
   kVipMisplaced,       ///< also configured on another device

@@ -35,6 +35,7 @@ constexpr KindName kKindNames[] = {
     {ReasonKind::kVipLeaked, "vip_leaked"},
     {ReasonKind::kVipMissing, "vip_missing"},
     {ReasonKind::kVipDeviceMissing, "vip_device_missing"},
+    {ReasonKind::kVipDeviceDown, "vip_device_down"},
     {ReasonKind::kVipWrongAttributes, "vip_wrong_attributes"},
     {ReasonKind::kVipNotSuppressed, "vip_not_suppressed"},
     {ReasonKind::kVipMisplaced, "vip_misplaced"},
@@ -208,6 +209,7 @@ json to_json(const StatusSnapshot& s) {
                     {"failures_total", s.repair_failures_total},
                     {"recent", recent}};
   out["cache_divergence_total"] = s.cache_divergence_total;
+  out["audits_total"] = s.audits_total;
   out["contested"] = json::array();
   for (const ContestedStatus& c : s.contested) out["contested"].push_back({{"resource", printable(c.resource)}, {"repairs", c.repairs}});
   if (s.conntrack) out["conntrack"] = {{"entries", s.conntrack->entries}, {"max", s.conntrack->max}};
@@ -282,6 +284,7 @@ StatusSnapshot status_from_json(const json& j) {
                                 get_or<std::vector<std::string>>(r, "actions", {})});
   }
   s.cache_divergence_total = get_or<uint64_t>(j, "cache_divergence_total", 0);
+  s.audits_total = get_or<uint64_t>(j, "audits_total", 0);
   for (const json& c : array_at(j, "contested")) {
     s.contested.push_back({get_or<std::string>(c, "resource", "?"), get_or<int>(c, "repairs", 0)});
   }
@@ -484,6 +487,8 @@ std::string render_metrics(const StatusSnapshot& s) {
   metric(out, "arpguard_cache_divergence_total", "counter",
          "Differences the periodic audit found between the event-fed cache and the kernel.");
   out += fmt::format("arpguard_cache_divergence_total {}\n", s.cache_divergence_total);
+  metric(out, "arpguard_audits_total", "counter", "Periodic audits done (agent.audit_interval_ms).");
+  out += fmt::format("arpguard_audits_total {}\n", s.audits_total);
   const std::pair<const char*, int InterfaceStatus::*> sysctls[] = {
       {"arp_ignore", &InterfaceStatus::arp_ignore},
       {"arp_announce", &InterfaceStatus::arp_announce},

@@ -134,7 +134,20 @@ TEST_CASE("a VIP that is gone and cannot come back: 503 with the reason, CRITICA
   CHECK(status.exit_code == 2);
   CHECK(starts_with(status.out, "ARPGUARD CRITICAL - not ready: vip 192.0.2.10/32: device vip0 does not exist | "));
   r.segment.rs.must("ip link add vip0 type veth peer name vip0p && ip link set vip0 arp off");
+  // There, but down: the kernel delivers nothing to an address on a device that is down.
+  CHECK(eventually([&] { return r.http("/ready") == "503\nnot ready:\n  vip 192.0.2.10/32: device vip0 is down\n"; }));
+  r.segment.rs.must("ip link set vip0 up");
   CHECK(eventually([&] { return r.http("/ready") == "200\nready\n"; }));
+}
+
+TEST_CASE("lo down: not ready, naming it, and ready again once lo is up") {
+  Ready r;
+  r.segment.rs.must("ip link set lo down");
+  CHECK(eventually([&] { return r.http("/ready") == "503\nnot ready:\n  vip 192.0.2.10/32: device lo is down\n"; }));
+  CHECK(r.status().exit_code == 2);
+  r.segment.rs.must("ip link set lo up");
+  CHECK(eventually([&] { return r.http("/ready") == "200\nready\n"; }));
+  CHECK(r.status().exit_code == 0);
 }
 
 TEST_CASE("a repair makes status a WARNING naming it") {

@@ -83,7 +83,7 @@ std::vector<nft::Element> brute_overlapping(const ObservedSet& set, const IpRang
 
 // ---- each kind of delta ----
 
-TEST_CASE("links: a new or renamed link puts everything in question; a state change only the host") {
+TEST_CASE("links: a new, renamed, raised or downed link puts everything in question; other changes only the host") {
   Observed o = fresh_machine();
   SUBCASE("a new link") {
     const Touched t = apply_delta(o, delta::LinkUpsert{Link{3, "eth1", false, false, true, {}}});
@@ -99,9 +99,15 @@ TEST_CASE("links: a new or renamed link puts everything in question; a state cha
     CHECK_FALSE(t.all);
     CHECK(snapshot(o) == before);
   }
-  SUBCASE("eth0 goes down: changed, host only") {
+  SUBCASE("eth0 goes down: everything (a VIP on a device that is down is not ready)") {
     const Touched t = apply_delta(o, delta::LinkUpsert{Link{kEth0, "eth0", false, false, false, {}}});
     CHECK_FALSE(o.link_at(kEth0)->up);
+    CHECK(t.changed);
+    CHECK(t.host);
+    CHECK(t.all);
+  }
+  SUBCASE("eth0's MAC changes: changed, host only") {
+    const Touched t = apply_delta(o, delta::LinkUpsert{Link{kEth0, "eth0", false, false, true, *MacAddress::parse("02:00:00:00:00:99")}});
     CHECK(t.changed);
     CHECK(t.host);
     CHECK_FALSE(t.all);

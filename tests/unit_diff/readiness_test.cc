@@ -149,6 +149,16 @@ TEST_CASE("a VIP whose device does not exist says so, and not that it is missing
         std::vector<Reason>{not_ready(ReasonKind::kVipDeviceMissing, "vip 192.0.2.10/32: device dummy0 does not exist")});
 }
 
+TEST_CASE("a VIP whose device is down is not ready: the kernel delivers nothing to it") {
+  Server s(vip("192.0.2.10"));
+  REQUIRE(s.vip("192.0.2.10/32").empty());
+  s.observed.links.at(kLo).up = false;
+  CHECK(s.vip("192.0.2.10/32") ==
+        std::vector<Reason>{not_ready(ReasonKind::kVipDeviceDown, "vip 192.0.2.10/32: device lo is down")});
+  s.observed.links.at(kLo).up = true;
+  CHECK(s.vip("192.0.2.10/32").empty());
+}
+
 TEST_CASE("arp_ignore 3 and the VIP at scope global: wrong attributes") {
   Server s("[arp]\narp_ignore = 3\n" + vip("192.0.2.10"));
   REQUIRE(s.vip("192.0.2.10/32").empty());

@@ -113,6 +113,7 @@ std::optional<std::string> choose_vips(const std::vector<std::string>& given, co
   for (const std::string& text : given) {
     std::optional<IpPrefix> prefix = IpPrefix::parse(text);
     if (!prefix) return fmt::format("{} is not an IP address", printable(text));
+    if (std::optional<std::string> why = unusable_vip(*prefix)) return *why;
     vips.push_back(prefix->first());
   }
   if (given.empty() && policy) {
@@ -186,11 +187,9 @@ class Asker {
       : probe_(probe), prober_(prober), listeners_(listeners) {}
 
   void run(int wait_ms) {
-    const bool v4 = std::any_of(probe_.vips.begin(), probe_.vips.end(), [](auto& v) { return v.family == Family::kV4; });
     const bool v6 = std::any_of(probe_.vips.begin(), probe_.vips.end(), [](auto& v) { return v.family == Family::kV6; });
     for (const Interface& interface : probe_.interfaces) {
       const std::string name = printable(interface.name);
-      if (v4 && !interface.ipv4) probe_.problems.push_back(fmt::format("{} has no IPv4 address to send ARP from", name));
       if (v6 && !interface.link_local) {
         probe_.problems.push_back(fmt::format("{} has no link-local address to send NDP from", name));
       }
@@ -235,8 +234,11 @@ class Asker {
   // nullopt when there is nothing to ask here: no address of the VIP's family, a failed interface.
   std::optional<Status> ask(const Interface& interface, const IpAddress& vip) {
     if (interface.failed) return std::nullopt;
-    if (vip.family == Family::kV4 ? !interface.ipv4 : !interface.link_local) return std::nullopt;
-    Status sent = vip.family == Family::kV4 ? prober_.ask_arp(interface.index, interface.mac, *interface.ipv4, vip)
+    if (vip.family == Family::kV6 && !interface.link_local) return std::nullopt;
+    // With no address of its own to send from (none, or only the target and
+    // VIPs, which must not be revealed), an RFC 5227 probe: sender 0.0.0.0.
+    const IpAddress sender = interface.ipv4.value_or(IpAddress::v4(0));
+    Status sent = vip.family == Family::kV4 ? prober_.ask_arp(interface.index, interface.mac, sender, vip)
                                             : prober_.ask_ndp(interface.index, interface.mac, vip);
     if (sent.ok()) ++probe_.sent;
     return sent;

@@ -491,16 +491,9 @@ class PolicyReader {
                                        canonical.str()));
       return false;
     }
-    if (const char* why = unusable_vip_address(prefix->address)) {
-      error(node.source(), fmt::format("vip.address: {} is {}, not a usable VIP", prefix->address.str(), why));
+    if (std::optional<std::string> why = unusable_vip(*prefix)) {
+      error(node.source(), fmt::format("vip.address: {}", *why));
       return false;
-    }
-    // A prefix that reaches into an unusable range (0.0.0.0/1, fe00::/8) is as bad.
-    if (!prefix->is_host()) {
-      if (const char* why = unusable_range(*prefix)) {
-        error(node.source(), fmt::format("vip.address: {} holds addresses {}, not usable as VIPs", prefix->str(), why));
-        return false;
-      }
     }
     vip.prefix = *prefix;
     vip.kind = prefix->is_host() ? VipKind::kAddress : VipKind::kRoute;
@@ -766,6 +759,19 @@ class PolicyReader {
 };
 
 }  // namespace
+
+std::optional<std::string> unusable_vip(const IpPrefix& prefix) {
+  if (const char* why = unusable_vip_address(prefix.address)) {
+    return fmt::format("{} is {}, not a usable VIP", prefix.address.str(), why);
+  }
+  // A prefix that reaches into an unusable range (0.0.0.0/1, fe00::/8) is as bad.
+  if (!prefix.is_host()) {
+    if (const char* why = unusable_range(prefix)) {
+      return fmt::format("{} holds addresses {}, not usable as VIPs", prefix.str(), why);
+    }
+  }
+  return std::nullopt;
+}
 
 PolicyResult parse_policy(std::string_view text, const std::string& file) {
   PolicyResult result;

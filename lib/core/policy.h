@@ -159,4 +159,9 @@ struct PolicyResult {
 /// Parses and validates policy text; `file` names it in diagnostics.
 PolicyResult parse_policy(std::string_view text, const std::string& file);
 
+/// Why `prefix` cannot be a VIP ("a link-local address", "holds addresses in
+/// the multicast range 224.0.0.0/4"), or nullopt when it can: the rule
+/// `[[vip]] address` applies, for tools that take VIPs elsewhere.
+std::optional<std::string> unusable_vip(const IpPrefix& prefix);
+
 }  // namespace arpguard

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 #include <string>
@@ -178,22 +179,48 @@ TEST_CASE("probe cannot ask: no privilege, no such interface, no address to send
   CHECK(missing.exit_code == kUnknown);
   CHECK(missing.out == "ARPGUARD PROBE UNKNOWN - cannot ask: no such interface nosuch0\n");
 
-  // An interface that is up with no IPv4 address: IPv4 VIPs cannot be asked for there.
-  lan.rs.must("ip link add eth1 type veth peer name eth1p && ip link set eth1p up && ip link set eth1 up");
-  CommandResult no_address = probe(lan, "192.0.2.80 --interface eth0 --interface eth1 --wait 100 --policy " + policy);
-  CHECK(no_address.exit_code == kUnknown);
-  CHECK(no_address.out ==
-        "ARPGUARD PROBE UNKNOWN - 1 VIP(s) asked on 2 interface(s): no answer, "
-        "cannot ask: eth1 has no IPv4 address to send ARP from\n");
-
   CommandResult bad_policy = probe(lan, "192.0.2.80 --policy " + dir.path() + "/missing.toml");
   CHECK(bad_policy.exit_code == kUnknown);
   CHECK(bad_policy.out.rfind("ARPGUARD PROBE UNKNOWN - cannot ask: " + dir.path() + "/missing.toml:0:0: ", 0) == 0);
+
+  // Addresses no VIP can be: asking for them would mean nothing.
+  for (const auto& [target, why] : std::vector<std::pair<std::string, std::string>>{
+           {"::ffff:192.0.2.80", "an IPv4-mapped address"}, {"fe80::1", "a link-local address"},
+           {"224.0.0.1", "a multicast address"}, {"127.0.0.1", "in the loopback range"}}) {
+    CommandResult bad = probe(lan, target + " --wait 100 --policy " + policy);
+    CAPTURE(bad.out);
+    CHECK(bad.exit_code == kUnknown);
+    CHECK(bad.out.rfind("ARPGUARD PROBE UNKNOWN - cannot ask: ", 0) == 0);
+    CHECK(bad.out.find(why) != std::string::npos);
+    CHECK(bad.out.find(", not a usable VIP") != std::string::npos);
+  }
 
   CommandResult no_vips = probe(lan, "--policy " + policy);
   CHECK(no_vips.exit_code == kUnknown);
   CHECK(no_vips.out ==
         "ARPGUARD PROBE UNKNOWN - cannot ask: no VIPs to ask for: name some, or a policy with [[vip]] (--policy)\n");
+}
+
+TEST_CASE("an interface with no address of its own to send from asks with an RFC 5227 probe (sender 0.0.0.0)") {
+  Lan lan;
+  TempDir dir;
+  const std::string policy = dir.write("empty.toml", "");
+  // eth1 is up with no IPv4 address; eth0's only one is a target too, so it is
+  // not used as the sender either (a target may be a VIP misplaced there).
+  lan.rs.must("ip link add eth1 type veth peer name eth1p && ip link set eth1p up && ip link set eth1 up");
+  ArpCapture on_eth1(lan.rs, "eth1p", dir.path() + "/eth1.log");
+  ArpCapture on_eth0(lan.client, "eth0", dir.path() + "/eth0.log");
+  CommandResult r = probe(lan, "192.0.2.80 192.0.2.1 --interface eth0 --interface eth1 --wait 300 --policy " + policy);
+  const std::vector<std::string> eth1 = on_eth1.stop();
+  const std::vector<std::string> eth0 = on_eth0.stop();
+  CAPTURE(r.out);
+  CHECK(r.out.find("cannot ask") == std::string::npos);
+  auto any_contains = [](const std::vector<std::string>& lines, const std::string& text) {
+    return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(text) != std::string::npos; });
+  };
+  CHECK(any_contains(eth1, "Request who-has 192.0.2.80 tell 0.0.0.0"));
+  CHECK(any_contains(eth0, "Request who-has 192.0.2.1 tell 0.0.0.0"));
+  for (const std::string& frame : eth0) CHECK(frame.find("tell 192.0.2.1,") == std::string::npos);
 }
 
 TEST_CASE("probe paces its questions: 1,500 VIPs take at least 1.4 s, and all go out") {

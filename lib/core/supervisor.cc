@@ -217,6 +217,7 @@ void Supervisor::on_observed(Result<Observed> observed, double now, Out& out) {
   }
   if (audit && have_cache_) {
     const std::vector<std::string> found = divergences(cache_, *observed);
+    ++audits_total_;
     divergence_total_ += found.size();
     if (!found.empty()) {
       log(out, LogLevel::kWarning,
@@ -1260,6 +1261,7 @@ StatusSnapshot Supervisor::snapshot(double now, bool all_vips) {
   s.repairs_total = repairs_total_;
   s.repair_failures_total = repair_failures_total_;
   s.cache_divergence_total = divergence_total_;
+  s.audits_total = audits_total_;
   s.recent_repairs.assign(recent_repairs_.begin(), recent_repairs_.end());
   for (const auto& [resource, repairs] : contest_.contested()) s.contested.push_back({resource.str(), repairs});
   if (!desired_.vips.redirected.empty()) s.conntrack = conntrack_.value_or(ConntrackFill{});

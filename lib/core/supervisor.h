@@ -235,6 +235,7 @@ class Supervisor {
   uint64_t repairs_total_ = 0;
   uint64_t repair_failures_total_ = 0;
   uint64_t divergence_total_ = 0;
+  uint64_t audits_total_ = 0;
   std::deque<RepairRecord> recent_repairs_;
 
   // Readiness and what it feeds.

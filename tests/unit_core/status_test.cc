@@ -112,6 +112,7 @@ StatusSnapshot everything() {
   s.repairs_total = 17;
   s.repair_failures_total = 2;
   s.cache_divergence_total = 5;
+  s.audits_total = 7;
   s.recent_repairs = {{kNow - 10, "RTM_DELADDR 10.0.0.5/32 lo", {"add vip 10.0.0.5/32 dev lo", "set x 0 -> 1"}},
                       {kNow - 100, "audit", {}}};
   s.contested = {{"vip 10.0.0.5/32", 9}};
@@ -187,6 +188,7 @@ void check_same(const StatusSnapshot& got, const StatusSnapshot& want) {
   CHECK(got.repairs_total == want.repairs_total);
   CHECK(got.repair_failures_total == want.repair_failures_total);
   CHECK(got.cache_divergence_total == want.cache_divergence_total);
+  CHECK(got.audits_total == want.audits_total);
   REQUIRE(got.recent_repairs.size() == want.recent_repairs.size());
   for (size_t i = 0; i < got.recent_repairs.size(); ++i) {
     CAPTURE(i);
@@ -657,6 +659,7 @@ TEST_CASE("metrics of a snapshot with every field are valid Prometheus text") {
   CHECK(has_line(metrics, "arpguard_vip_claims_total{vip=\"10.0.0.5/32\",mac=\"02:00:00:00:00:09\",origin=\"other\"} 3"));
   CHECK(has_line(metrics, "arpguard_contested_resources 1"));
   CHECK(has_line(metrics, "arpguard_cache_divergence_total 5"));
+  CHECK(has_line(metrics, "arpguard_audits_total 7"));
   CHECK(has_line(metrics, "arpguard_repair_failures_total 2"));
   CHECK(has_line(metrics, "arpguard_arp_sender_rewrites_total{interface=\"eth1\"} 9"));
 }

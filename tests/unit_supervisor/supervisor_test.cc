@@ -304,11 +304,14 @@ TEST_CASE("an unreadable state record: a warning, and protection as usual") {
 
 TEST_CASE("the audit compares the event-fed cache with the kernel and counts differences") {
   Rig rig("[agent]\naudit_interval_ms = 1000\n" + kOneVip);
+  CHECK(rig.status().audits_total == 0);
   rig.advance(1.1);
+  CHECK(rig.status().audits_total == 1);
   CHECK(rig.status().cache_divergence_total == 0);
   // A change the kernel made without telling anyone (a lost notification).
   rig.kernel.world.remove_address(address("192.0.2.10/32"));
   rig.advance(1.1);
+  CHECK(rig.status().audits_total == 2);
   CHECK(rig.status().cache_divergence_total == 1);
   CHECK(rig.has_address("192.0.2.10/32"));
 }

@@ -128,11 +128,13 @@ lab_start_http() {
 # LAB_METHOD_rs1 (or _rs2...) if set, else $1 (default both); a real server
 # with method redirect gets its VIPs as redirected ones. Each serves HTTP
 # readiness on its real IP port 9480 and agent-check on 9777.
-# LAB_EXTRA_POLICY_rs1 (or _rs2...), if set, is appended to that server's policy.
+# LAB_EXTRA_POLICY_rs1 (or _rs2...), if set, is appended to that server's policy;
+# LAB_AGENT_POLICY_rs1 (or _rs2...), if set, goes into its [agent] table.
 lab_guard() {
-  local default=${1:-both} rs extra method_var method
+  local default=${1:-both} rs extra agent method_var method
   for rs in $LAB_RS_NAMES; do
     extra=LAB_EXTRA_POLICY_$rs
+    agent=LAB_AGENT_POLICY_$rs
     method_var=LAB_METHOD_$rs
     method=${!method_var:-$default}
     {
@@ -140,6 +142,7 @@ lab_guard() {
 [agent]
 state_dir = "$LAB_DIR/$rs/state"
 control_socket = "$LAB_DIR/$rs/arpguard.sock"
+${!agent:-}
 [arp]
 method = "$method"
 [[vip]]

@@ -345,7 +345,7 @@ class Differ {
   }
 
   static std::string describe_foreign(const nft::TableSpec&, const ObservedRule&) {
-    return "a rule arpguard did not write, or an old one";
+    return "a rule arpguard does not want (someone else's, or for a changed interface)";
   }
 
   static std::vector<nft::Element> overlapping(const std::vector<nft::Element>& sorted, const std::vector<IpRange>& area) {

@@ -74,12 +74,15 @@ std::optional<std::pair<AddressKey, AddressInfo>> decode_address(const nlmsghdr*
   return std::make_pair(AddressKey{*address, ifa->ifa_prefixlen, static_cast<int>(ifa->ifa_index)}, info);
 }
 
-std::optional<std::pair<RouteKey, RouteInfo>> decode_local_route(const nlmsghdr* nlh) {
-  Attributes attrs;
+namespace {
+
+// The key of a route message for table local, not cloned, of type RTN_LOCAL
+// when `local`, else of any other type; `attrs` and `rtm` are filled for the caller.
+std::optional<RouteKey> local_table_key(const nlmsghdr* nlh, bool local, Attributes& attrs, const rtmsg*& rtm) {
   if (!parse<rtmsg>(nlh, attrs)) return std::nullopt;
-  const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(nlh));
+  rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(nlh));
   if (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) return std::nullopt;
-  if (rtm->rtm_type != RTN_LOCAL || (rtm->rtm_flags & RTM_F_CLONED)) return std::nullopt;
+  if ((rtm->rtm_type == RTN_LOCAL) != local || (rtm->rtm_flags & RTM_F_CLONED)) return std::nullopt;
   const uint32_t table = attrs.by_type[RTA_TABLE] ? mnl_attr_get_u32(attrs.by_type[RTA_TABLE]) : rtm->rtm_table;
   if (table != kTableLocal) return std::nullopt;
   std::optional<IpAddress> destination = address_attr(attrs.by_type[RTA_DST]);
@@ -87,11 +90,21 @@ std::optional<std::pair<RouteKey, RouteInfo>> decode_local_route(const nlmsghdr*
   if (static_cast<int>(rtm->rtm_dst_len) > destination->bits()) return std::nullopt;
   RouteKey key{IpPrefix{*destination, rtm->rtm_dst_len}, 0};
   if (attrs.by_type[RTA_PRIORITY]) key.priority = mnl_attr_get_u32(attrs.by_type[RTA_PRIORITY]);
+  return key;
+}
+
+}  // namespace
+
+std::optional<std::pair<RouteKey, RouteInfo>> decode_local_route(const nlmsghdr* nlh) {
+  Attributes attrs;
+  const rtmsg* rtm = nullptr;
+  std::optional<RouteKey> key = local_table_key(nlh, true, attrs, rtm);
+  if (!key) return std::nullopt;
   RouteInfo info;
   info.protocol = rtm->rtm_protocol;
   info.scope = rtm->rtm_scope;
   if (attrs.by_type[RTA_OIF]) info.link_index = static_cast<int>(mnl_attr_get_u32(attrs.by_type[RTA_OIF]));
-  return std::make_pair(key, info);
+  return std::make_pair(*key, info);
 }
 
 std::optional<std::pair<PolicyRouteKey, PolicyRouteInfo>> decode_policy_route(const nlmsghdr* nlh) {
@@ -144,18 +157,8 @@ namespace {
 // says nothing of the one it replaced.
 std::optional<RouteKey> displacing_local_route(const nlmsghdr* nlh) {
   Attributes attrs;
-  if (!parse<rtmsg>(nlh, attrs)) return std::nullopt;
-  const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(nlh));
-  if (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) return std::nullopt;
-  if (rtm->rtm_type == RTN_LOCAL || (rtm->rtm_flags & RTM_F_CLONED)) return std::nullopt;
-  const uint32_t table = attrs.by_type[RTA_TABLE] ? mnl_attr_get_u32(attrs.by_type[RTA_TABLE]) : rtm->rtm_table;
-  if (table != kTableLocal) return std::nullopt;
-  std::optional<IpAddress> destination = address_attr(attrs.by_type[RTA_DST]);
-  if (!destination) destination = IpAddress{rtm->rtm_family == AF_INET ? Family::kV4 : Family::kV6, 0};
-  if (static_cast<int>(rtm->rtm_dst_len) > destination->bits()) return std::nullopt;
-  RouteKey key{IpPrefix{*destination, rtm->rtm_dst_len}, 0};
-  if (attrs.by_type[RTA_PRIORITY]) key.priority = mnl_attr_get_u32(attrs.by_type[RTA_PRIORITY]);
-  return key;
+  const rtmsg* rtm = nullptr;
+  return local_table_key(nlh, false, attrs, rtm);
 }
 
 bool is_main_route(const nlmsghdr* nlh) {

@@ -256,14 +256,14 @@ const std::vector<Case> kDrift = {
      {kArpEth0}},
     {"a foreign rule in arpguard's table: deleted", kOneVip,
      [](Observed& o) { arp_table_of(o).rules[99] = ObservedRule{99, "input", {nft::counter()}, 0, 0}; },
-     {"nft delete rule arp arpguard input handle 99: a rule arpguard did not write, or an old one"}},
+     {"nft delete rule arp arpguard input handle 99: a rule arpguard does not want (someone else's, or for a changed interface)"}},
     {"a second copy of arpguard's own rule: the later one deleted", kOneVip,
      [](Observed& o) {
        ObservedRule copy = arp_table_of(o).rules.at(rule_handle(o, "input"));
        copy.handle = 98;
        arp_table_of(o).rules[98] = copy;
      },
-     {"nft delete rule arp arpguard input handle 98: a rule arpguard did not write, or an old one"}},
+     {"nft delete rule arp arpguard input handle 98: a rule arpguard does not want (someone else's, or for a changed interface)"}},
     {"table deleted: made again whole; the VIP stays", kOneVip, [](Observed& o) { o.tables.clear(); },
      arp_table("1 element(s) to arp arpguard @vips: 192.0.2.10")},
     {"set of another type: the table replaced in one batch", kOneVip,
@@ -286,7 +286,7 @@ const std::vector<Case> kDrift = {
        remove_address(o, prefix("192.0.2.1/24"), kEth0);
        add_address(o, prefix("192.0.2.2/24"), kEth0);
      },
-     {"nft delete rule arp arpguard output handle 11: a rule arpguard did not write, or an old one",
+     {"nft delete rule arp arpguard output handle 11: a rule arpguard does not want (someone else's, or for a changed interface)",
       "nft add rule arp arpguard output: oifname \"eth0\" arp saddr ip @vips counter packets 0 bytes 0 arp saddr ip set "
       "192.0.2.2"}},
     {"a redirected VIP arpguard configured on lo: deleted", kRedirect,

@@ -1,5 +1,4 @@
 // The chaos suite: real namespaces, the real kernel, one arpguardd under fire. Needs root.
-#define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 #include <unistd.h>
 

@@ -19,7 +19,6 @@
 // ARPGUARD_CACHE_FIRST (0: the first sequence's number), ARPGUARD_CACHE_SEQUENCES
 // (200), ARPGUARD_CACHE_STEPS (20),
 // ARPGUARD_CACHE_SECONDS (60: no sequence starts after that).
-#define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <fmt/format.h>

@@ -1,5 +1,4 @@
 // The integration suite: real namespaces, the real kernel. Needs root.
-#define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 #include <unistd.h>
 

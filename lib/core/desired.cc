@@ -260,6 +260,19 @@ std::vector<Diagnostic> check_against_kernel(const Policy& policy, const Observe
                                     key.address.str(), device)});
     }
   }
+  // A real_ip must be the interface's own: any other address would be claimed
+  // with this host's MAC by every ARP it sends there.
+  for (const auto& [name, ip] : policy.arp.real_ip) {
+    const Link* link = observed.link_named(name);
+    if (!link) continue;  // it may come later; checked again then (reload)
+    bool own = false;
+    for (const auto& [key, info] : observed.addresses_of(ip)) own = own || key.link_index == link->index;
+    if (!own) {
+      auto where = policy.arp.real_ip_where.find(name);
+      errors.push_back({policy.file, where != policy.arp.real_ip_where.end() ? where->second : SourceLocation{},
+                        fmt::format("arp.real_ip.{}: {} is not an address of {}", name, ip.str(), name)});
+    }
+  }
   return errors;
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "rules/tables.h"
@@ -330,23 +331,44 @@ class Differ {
     for (const nft::ChainSpec& chain : spec.chains) {
       if (!table.chains.count(chain.name)) nft(nft_change::CreateChain{spec.id, chain});
     }
-    // Rules: keep one observed copy of each desired rule, delete everything else.
-    std::vector<bool> matched(spec.rules.size(), false);
+    // Rules: each chain holds exactly the desired rules, in their order (the log
+    // rules of the wire watch come after the rules that protect, or a rewritten
+    // sender would be reported as a leak). Order is handle order: arpguard only
+    // appends. The observed rules that match the desired ones in order are kept;
+    // every other rule goes, and the desired rules after the last one kept are
+    // appended, all in the same atomic transaction. Rules of chains arpguard has
+    // no use for go too.
+    std::map<std::string, std::vector<const ObservedRule*>> observed_by_chain;
     for (const auto& [handle, rule] : table.rules) {
-      bool keep = false;
-      for (size_t i = 0; i < spec.rules.size() && !keep; ++i) {
-        if (!matched[i] && spec.rules[i].same_as(rule.chain, rule.exprs)) matched[i] = keep = true;
+      const bool known = std::any_of(spec.chains.begin(), spec.chains.end(),
+                                     [&](const nft::ChainSpec& c) { return c.name == rule.chain; });
+      if (known) {
+        observed_by_chain[rule.chain].push_back(&rule);
+      } else {
+        nft(nft_change::DelRule{spec.id, rule.chain, handle, kNotWanted});
       }
-      if (!keep) nft(nft_change::DelRule{spec.id, rule.chain, handle, describe_foreign(spec, rule)});
     }
-    for (size_t i = 0; i < spec.rules.size(); ++i) {
-      if (!matched[i]) nft(nft_change::AddRule{spec.id, spec.rules[i]});
+    for (const nft::ChainSpec& chain : spec.chains) {
+      std::vector<const nft::RuleSpec*> want;
+      for (const nft::RuleSpec& rule : spec.rules) {
+        if (rule.chain == chain.name) want.push_back(&rule);
+      }
+      size_t next = 0;  // the first desired rule not yet matched
+      for (const ObservedRule* rule : observed_by_chain[chain.name]) {
+        if (next < want.size() && want[next]->same_as(rule->chain, rule->exprs)) {
+          ++next;
+          continue;
+        }
+        const bool later = std::any_of(want.begin() + static_cast<std::ptrdiff_t>(next), want.end(),
+                                       [&](const nft::RuleSpec* w) { return w->same_as(rule->chain, rule->exprs); });
+        nft(nft_change::DelRule{spec.id, rule->chain, rule->handle, later ? kOutOfOrder : kNotWanted});
+      }
+      for (; next < want.size(); ++next) nft(nft_change::AddRule{spec.id, *want[next]});
     }
   }
 
-  static std::string describe_foreign(const nft::TableSpec&, const ObservedRule&) {
-    return "a rule arpguard does not want (someone else's, or for a changed interface)";
-  }
+  static constexpr const char* kNotWanted = "a rule arpguard does not want (someone else's, or for a changed interface)";
+  static constexpr const char* kOutOfOrder = "out of order: it is added again after the rules before it";
 
   static std::vector<nft::Element> overlapping(const std::vector<nft::Element>& sorted, const std::vector<IpRange>& area) {
     std::vector<nft::Element> out;
@@ -411,7 +433,8 @@ class Differ {
   static nft::SetSpec shape_of(const nft::SetSpec& spec) { return nft::SetSpec{spec.name, spec.key, spec.data, {}}; }
 
   // I8: an observed range the policy does not want, whose addresses are still
-  // configured here, keeps its suppression (merged with what is wanted).
+  // configured here, keeps its suppression (merged with what is wanted); not a
+  // VIP of the policy that another method protects now (both -> sysctl).
   std::vector<nft::Element> with_kept_orphans(std::vector<nft::Element> want, const std::vector<nft::Element>& have) const {
     std::vector<IpRange> ranges;
     for (const nft::Element& e : want) ranges.push_back(e.addresses);
@@ -419,7 +442,7 @@ class Differ {
     for (const nft::Element& e : have) {
       if (std::binary_search(want.begin(), want.end(), e)) continue;
       for (const IpRange& part : uncovered_parts(e.addresses, want)) {
-        if (observed_.anything_local_in(part)) {
+        if (observed_.anything_local_in(part) && !(in_one_bound_vip(part) && sysctls_settled())) {
           ranges.push_back(part);
           kept = true;
         }
@@ -429,6 +452,21 @@ class Differ {
     std::vector<nft::Element> out;
     for (const IpRange& r : merge_ranges(std::move(ranges))) out.push_back(rules::vip_element(r));
     return out;
+  }
+
+  // Every sysctl the policy sets already has its value in the kernel: only
+  // then may a bound VIP lose its nft layer (the writes of this same plan
+  // come before the nft transaction, but may fail).
+  bool sysctls_settled() const {
+    return std::all_of(desired_.host.sysctls.begin(), desired_.host.sysctls.end(), [&](const auto& entry) {
+      auto it = observed_.sysctls.find(entry.first);
+      return it != observed_.sysctls.end() && it->second == entry.second;
+    });
+  }
+
+  bool in_one_bound_vip(const IpRange& part) const {
+    const DesiredVip* vip = desired_.vips.bound_containing(part.first);
+    return vip && IpRange::of(vip->prefix).last >= part.last;
   }
 
   // The parts of `range` that no element of `elements` (sorted) covers.
@@ -455,7 +493,7 @@ class Differ {
     auto set = table.sets.find(std::string(rules::kVipSet));
     if (set == table.sets.end()) return false;
     for (const nft::Element& e : set->second.all_elements()) {
-      if (observed_.anything_local_in(e.addresses)) return true;
+      if (observed_.anything_local_in(e.addresses) && !(in_one_bound_vip(e.addresses) && sysctls_settled())) return true;
     }
     return false;
   }

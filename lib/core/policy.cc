@@ -144,6 +144,12 @@ class PolicyReader {
     // VIPs last: their defaults (method) come from [arp], wherever it is in the file.
     if (vips) read_vips(*vips);
     check_overlaps();
+    check_real_ip();
+    check_listeners();
+    if (source_routing_where_ && !policy_.arp.arp_filter) {
+      warning_at(*source_routing_where_,
+                 "arp.source_routing: without arp.arp_filter = true the routing tables change nothing ARP does");
+    }
 
     PolicyResult result;
     auto by_place = [](const Diagnostic& a, const Diagnostic& b) {
@@ -347,6 +353,7 @@ class PolicyReader {
         if (auto value = boolean_of(node, path)) arp.arp_filter = *value;
       } else if (name == "source_routing") {
         if (auto value = boolean_of(node, path)) arp.source_routing = *value;
+        if (arp.source_routing) source_routing_where_ = at(node.source());
       } else if (name == "source_routing_table") {
         // Table ids 253-255 are the kernel's default, main and local; ifindexes are added to the base.
         if (auto value = integer_in(node, path, 256, 1000000000)) arp.source_routing_table = static_cast<uint32_t>(*value);
@@ -401,6 +408,39 @@ class PolicyReader {
         continue;
       }
       policy_.arp.real_ip[name] = *ip;
+      policy_.arp.real_ip_where[name] = at(value_node.source());
+    }
+  }
+
+  // A real_ip inside a VIP would make the rewrite rule announce that VIP.
+  void check_real_ip() {
+    for (const auto& [name, ip] : policy_.arp.real_ip) {
+      if (const VipPolicy* vip = policy_.vip_containing(ip)) {
+        error_at(policy_.arp.real_ip_where.at(name),
+                 fmt::format("arp.real_ip.{}: {} is in VIP {} (line {}): the sender rewrite would announce it",
+                             name, ip.str(), vip->prefix.str(), vip->where.line));
+      }
+    }
+  }
+
+  // Two listeners on one address and port: the second bind would fail at start.
+  void check_listeners() {
+    std::stable_sort(listeners_.begin(), listeners_.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.second.line, a.second.column) < std::tie(b.second.line, b.second.column);
+    });
+    std::vector<std::pair<const Endpoint*, SourceLocation>> seen;
+    for (const auto& [endpoint, where] : listeners_) {
+      for (const auto& [other, other_where] : seen) {
+        const bool clash = other->port == endpoint.port && other->address.family == endpoint.address.family &&
+                           (other->address == endpoint.address || other->address.is_unspecified() ||
+                            endpoint.address.is_unspecified());
+        if (clash) {
+          error_at(where, fmt::format("readiness: {} clashes with {} (line {}): one address and port, one listener",
+                                      endpoint.str(), other->str(), other_where.line));
+          break;
+        }
+      }
+      seen.emplace_back(&endpoint, where);
     }
   }
 
@@ -706,6 +746,7 @@ class PolicyReader {
     for (auto& [text, element] : strings_of(node, path)) {
       if (auto endpoint = parse_endpoint(text)) {
         out.push_back(*endpoint);
+        listeners_.emplace_back(*endpoint, at(element->source()));
       } else {
         error(element->source(),
               fmt::format("{}: '{}' is not IPV4:PORT or [IPV6]:PORT (port 1 to 65535)", path, text));
@@ -756,6 +797,8 @@ class PolicyReader {
   Policy policy_;
   std::vector<Diagnostic> errors_;
   std::vector<Diagnostic> warnings_;
+  std::vector<std::pair<Endpoint, SourceLocation>> listeners_;  ///< HTTP and agent-check listeners
+  std::optional<SourceLocation> source_routing_where_;
 };
 
 }  // namespace

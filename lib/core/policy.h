@@ -103,6 +103,7 @@ struct ArpPolicy {
   uint32_t source_routing_priority = 1000;
   /// Sender address for the output mangle rule of an interface, overriding its primary IPv4.
   std::map<std::string, IpAddress> real_ip;
+  std::map<std::string, SourceLocation> real_ip_where;  ///< of each value, for later located errors
 
   bool all_interfaces() const { return interfaces.size() == 1 && interfaces[0] == "*"; }
 };

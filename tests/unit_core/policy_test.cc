@@ -162,6 +162,14 @@ const BadInput kBadInputs[] = {
     {"interface name with DEL", "[arp]\ninterfaces = [\"eth\\u007f\"]\n",
      "p.toml:2:15: arp.interfaces: 'eth\x7f' is not a valid interface name"},
     {"interface name '..'", "[arp]\ninterfaces = [\"..\"]\n", "p.toml:2:15: arp.interfaces: '..' is not a valid interface name"},
+    {"real_ip inside a VIP: the rewrite would announce it",
+     "[arp]\nreal_ip = { eth0 = \"10.0.0.5\" }\n[[vip]]\naddress = \"10.0.0.0/29\"\n",
+     "p.toml:2:20: arp.real_ip.eth0: 10.0.0.5 is in VIP 10.0.0.0/29 (line 4): the sender rewrite would announce it"},
+    {"the same listener twice", "[readiness]\nlisten = [\"192.0.2.1:9480\", \"192.0.2.1:9480\"]\n",
+     "p.toml:2:29: readiness: 192.0.2.1:9480 clashes with 192.0.2.1:9480 (line 2): one address and port, one listener"},
+    {"agent-check on the HTTP listener's wildcard port",
+     "[readiness]\nlisten = [\"0.0.0.0:9480\"]\nagent_check_listen = [\"192.0.2.1:9480\"]\n",
+     "p.toml:3:23: readiness: 192.0.2.1:9480 clashes with 0.0.0.0:9480 (line 2): one address and port, one listener"},
     {"bad real_ip", "[arp.real_ip]\neth0 = \"10.0.0.300\"\n",
      "p.toml:2:8: arp.real_ip.eth0: '10.0.0.300' is not a usable IPv4 address"},
     {"IPv6 real_ip", "[arp.real_ip]\neth0 = \"2001:db8::1\"\n",
@@ -734,6 +742,15 @@ TEST_CASE("a VIP on another device with method both is valid, with a located war
         std::vector<std::string>{"p.toml:3:10: vip.device: 10.0.0.5/32 on dummy0 is protected by the nftables layer "
                                  "alone (sysctls do not hide an address on the interface asked); lo is safer"});
   CHECK(result.policy->vips[0].device == "dummy0");
+}
+
+TEST_CASE("source routing without arp_filter is valid, with a located warning") {
+  const PolicyResult result = parse_policy("[arp]\nsource_routing = true\n", "p.toml");
+  REQUIRE(result.policy.has_value());
+  CHECK(lines_of(result.warnings) ==
+        std::vector<std::string>{"p.toml:2:18: arp.source_routing: without arp.arp_filter = true the routing tables "
+                                 "change nothing ARP does"});
+  CHECK(parse_policy("[arp]\nsource_routing = true\narp_filter = true\n", "p.toml").warnings.empty());
 }
 
 TEST_CASE("a VIP on another device with method nftables is valid without a warning") {

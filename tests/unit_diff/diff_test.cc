@@ -770,3 +770,49 @@ TEST_CASE("property: a reload dropping random VIPs converges in two plans, scope
     CHECK(lines_of(shrunk, observed) == Lines{});
   }
 }
+
+TEST_CASE("a protecting rule added again after the watch's log rules: they are put after it again, nothing else") {
+  const Policy policy = policy_of(kOneVip);  // the watch on: log rules end the output chain
+  Observed observed = converged(policy, true);
+  const uint64_t first = rule_handle(observed, "output");
+  ObservedRule moved = arp_table_of(observed).rules.at(first);
+  arp_table_of(observed).rules.erase(first);
+  moved.handle = 999;  // appended again, as a repair of it would be
+  arp_table_of(observed).rules[999] = moved;
+  const Lines plan = lines_of(policy, observed, true);
+  CAPTURE(plan);
+  REQUIRE_FALSE(plan.empty());
+  for (const std::string& line : plan) {
+    const bool reordered = line.find("out of order: it is added again after the rules before it") != std::string::npos;
+    const bool readded = line.rfind("nft add rule arp arpguard output: ", 0) == 0 && line.find(" log ") != std::string::npos;
+    CHECK((reordered || readded));
+    CHECK(line.find("handle 999") == std::string::npos);  // the protecting rule stays
+  }
+  converge_once(observed, policy, true);
+  CHECK(lines_of(policy, observed, true) == Lines{});
+  CHECK(rule_handle(observed, "output") == 999);
+}
+
+TEST_CASE("method both to sysctl: the VIP leaves the nft set once the sysctls hold, never before") {
+  const Policy both = policy_of(kNoWatch + kOneVip);
+  const Policy sysctl = policy_of(kNoWatch + "[arp]\nmethod = \"sysctl\"\n" + kOneVip);
+  auto suppressed = [](const Observed& o) {
+    const ObservedTable* table = o.table(rules::arp_table_id());
+    if (!table || !table->sets.count("vips")) return false;
+    return table->sets.at("vips").size() != 0;
+  };
+  SUBCASE("sysctls in place (both set them too): the element goes") {
+    Observed observed = converged(both, true);
+    REQUIRE(suppressed(observed));
+    converge_once(observed, sysctl, true);
+    CHECK_FALSE(suppressed(observed));
+    CHECK(lines_of(sysctl, observed, true) == Lines{});
+  }
+  SUBCASE("arp_ignore reset meanwhile: the element stays until it is back") {
+    Observed observed = converged(both, true);
+    observed.sysctls[{"all", kArpIgnore}] = 0;
+    const Lines plan = lines_of(sysctl, observed, true);
+    CAPTURE(plan);
+    for (const std::string& line : plan) CHECK(line.find("delete") == std::string::npos);
+  }
+}

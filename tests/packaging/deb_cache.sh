@@ -1,12 +1,15 @@
 # shellcheck shell=bash
-# The .deb of a tracked tree, built once and shared: tests/packaging's
-# package_test and systemd_test both need it, and each build is a whole
-# optimised compile. Sourced; needs git, dpkg-dev, flock.
+# The .deb and the RPM of a tracked tree, each built once and shared: each
+# build is a whole optimised compile, package_test and systemd_test both need
+# the .deb, and tests/run-all builds both in the background (at the lowest
+# priority) while the suites that mostly wait run. Sourced; needs git,
+# dpkg-dev, rpm, flock.
 #
 #   deb_key DIR                 key of DIR's tracked files and the build dependencies' versions
 #   deb_cached CACHE DIR LOG    a directory holding the build's artefacts (.deb, .changes, .dsc,
 #                               .buildinfo, sources), from CACHE or built now; the build's
 #                               output goes to LOG. Concurrent callers wait for one build.
+#   rpm_cached CACHE DIR LOG    the same for packaging/build-rpm (the .rpm files)
 
 deb_key() {
   local dir=$1 bdeps
@@ -19,10 +22,14 @@ deb_key() {
   } | sha256sum | cut -c1-16
 }
 
-deb_cached() {
-  local cache=$1 dir=$2 log=$3 key out
+deb_cached() { package_cached deb "$@"; }
+rpm_cached() { package_cached rpm "$@"; }
+
+# package_cached KIND CACHE DIR LOG: KIND deb or rpm, built by packaging/build-KIND.
+package_cached() {
+  local kind=$1 cache=$2 dir=$3 log=$4 key out
   key=$(deb_key "$dir") || return 1
-  out="$cache/deb-$key"
+  out="$cache/$kind-$key"
   mkdir -p "$cache"
   (
     flock 9
@@ -30,13 +37,13 @@ deb_cached() {
       echo "# this tree failed to build before: $out.failed (delete it to try again)" >&2
       exit 1
     fi
-    if ls "$out"/arpguard_*.deb >/dev/null 2>&1; then
-      echo "# package from the cache: $out (same tracked tree and build dependencies)" >&2
+    if [ -d "$out" ]; then
+      echo "# $kind from the cache: $out (same tracked tree and build dependencies)" >&2
       exit 0
     fi
     local status=0 started=$SECONDS pattern
     rm -rf "$out.tmp"
-    timeout 1800 "$dir/packaging/build-deb" "$out.tmp" >"$log" 2>&1 || status=$?
+    timeout 1800 "$dir/packaging/build-$kind" "$out.tmp" >"$log" 2>&1 || status=$?
     if [ "$status" != 0 ]; then
       tail -8 "$log" | sed 's/^/#   /' >&2
       # A build that failed (not one timed out or interrupted) is remembered.
@@ -45,11 +52,11 @@ deb_cached() {
       exit 1
     fi
     rm -rf "$out" && mv "$out.tmp" "$out" || exit 1
-    # The cache keeps the three newest packages and failures.
-    for pattern in 'deb-*[0-9a-f]' 'deb-*.failed'; do
+    # The cache keeps the three newest packages of each kind, and failures.
+    for pattern in "$kind-*[0-9a-f]" "$kind-*.failed"; do
       find "$cache" -maxdepth 1 -name "$pattern" -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
     done
-    echo "# built $(basename "$out"/arpguard_*.deb) ($((SECONDS - started)) s)" >&2
-  ) 9>"$cache/.deb.lock" || return 1
+    echo "# built the $kind in $out ($((SECONDS - started)) s)" >&2
+  ) 9>"$cache/.$kind.lock" || return 1
   printf '%s\n' "$out"
 }

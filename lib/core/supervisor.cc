@@ -510,13 +510,17 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
       std::vector<Resource> unique = succeeded;
       std::sort(unique.begin(), unique.end());
       unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+      // One line for every resource that became contested now (a fight over
+      // thousands of VIPs is one event, not thousands of lines).
+      std::vector<std::string> contested;
       for (const Resource& r : unique) {
-        if (contest_.record(r, now)) {
-          log(out, LogLevel::kWarning,
-              fmt::format("contested: {} undone again and again (more than {} repairs in {} ms); still repairing, "
-                          "with backoff",
-                          r.str(), policy_.agent.contested_repairs, policy_.agent.contested_window_ms));
-        }
+        if (contest_.record(r, now)) contested.push_back(r.str());
+      }
+      if (!contested.empty()) {
+        log(out, LogLevel::kWarning,
+            fmt::format("contested: {} undone again and again (more than {} repairs in {} ms); still repairing, "
+                        "with backoff",
+                        joined(contested, 3), policy_.agent.contested_repairs, policy_.agent.contested_window_ms));
       }
     } else {
       const char* what = phase_ == Phase::kStopping ? "stop" : (reloading_ ? "reload" : "apply");

@@ -77,11 +77,15 @@ vips() {
 # policy FILE N KIND [EXTRA]: a policy of N VIPs; KIND address, route or prefix
 # (N ignored: one VIP, the /15); EXTRA is TOML appended to [agent] (may hold
 # further tables after it). State and control socket under the work directory.
+# The wire watch is off (bench_watch=true turns it on): the stock batch has no
+# equivalent of its log rules, and tests/bench/watch measures what it costs.
+bench_watch=false
 policy() {
   local file=$1 n=$2 kind=$3 extra=${4:-}
   local dir; dir=$(mktemp -d "$bench_work/state.XXXXXX")
   {
     printf '[agent]\nstate_dir = "%s"\ncontrol_socket = "%s/sock"\n%b\n[arp]\nmethod = "both"\n' "$dir" "$dir" "$extra"
+    printf '[watch]\nenabled = %s\n' "$bench_watch"
     case $kind in
       address) vips "$n" | awk '{ printf "[[vip]]\naddress = \"%s\"\n", $1 }' ;;
       route) vips "$n" | awk '{ printf "[[vip]]\naddress = \"%s\"\nas = \"route\"\n", $1 }' ;;

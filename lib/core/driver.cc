@@ -84,6 +84,9 @@ void Driver::carry_out(Command command) {
                    ApplyOutcome outcome = engine_.apply(c.plan, verifier);
                    // Our own changes come back as notifications: folded in before the outcome.
                    pull_events();
+                   // Sysctls send none, and an apply of thousands of VIPs outlasts the
+                   // freshness bound: read again, or readiness could not vouch for them.
+                   feed_back(input::Sysctls{kernel_.sysctls.read(supervisor_.sysctl_scopes())});
                    feed_back(input::Applied{std::move(outcome)});
                  },
                  [&](command::ArmTimer& c) { timers_[c.id] = c.at; },

@@ -1128,6 +1128,8 @@ void Supervisor::notify_ready_state(double now, Out& out) {
     return;
   }
   if (status != last_status_) {
+    // The journal says when a server that was not ready becomes ready.
+    if (summary.ready && last_status_.rfind("guarding ", 0) != 0) log(out, LogLevel::kInfo, "ready: " + status);
     last_status_ = status;
     out.emplace_back(command::Notify{"STATUS=" + status});
   }

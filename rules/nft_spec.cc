@@ -28,6 +28,7 @@ std::string_view to_string(RuleRole role) {
     case RuleRole::kArpDropAnnouncement: return "drop_announcements";
     case RuleRole::kNdpDropSolicitation: return "drop_solicitations";
     case RuleRole::kNdpDropAdvertisement: return "drop_advertisements";
+    case RuleRole::kNdpDropVipSolicitation: return "drop_vip_solicitations";
     case RuleRole::kRedirectKeepPort: return "redirect";
     case RuleRole::kRedirectToPort: return "redirect_to_port";
     case RuleRole::kWatchClaim: return "watch_claims";

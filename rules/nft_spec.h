@@ -69,6 +69,7 @@ enum class RuleRole : uint8_t {
   kArpDropAnnouncement,  ///< output: a VIP as ARP sender on an interface without IPv4
   kNdpDropSolicitation,  ///< input: neighbour solicitations for a VIP
   kNdpDropAdvertisement, ///< output: neighbour advertisements for a VIP
+  kNdpDropVipSolicitation, ///< output: neighbour solicitations with a VIP as source (one misplaced on a device)
   kRedirectKeepPort,     ///< prerouting: redirect to the same port
   kRedirectToPort,       ///< prerouting: redirect to a mapped port
   kWatchClaim,           ///< input: log a frame that claims a VIP (the wire watch)

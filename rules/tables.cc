@@ -39,6 +39,7 @@ constexpr uint32_t kNdTargetOffset = 8;
 // Destination address in the IPv4 / IPv6 header; destination port in TCP and UDP.
 constexpr uint32_t kIpv4DaddrOffset = 16;
 constexpr uint32_t kIpv6DaddrOffset = 24;
+constexpr uint32_t kIpv6SaddrOffset = 8;
 constexpr uint32_t kDportOffset = 2;
 
 const std::string kVips(kVipSet);
@@ -127,6 +128,20 @@ RuleSpec ndp_drop(std::string chain, uint8_t icmp_type) {
                nft::payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, NFT_REG_1),
                nft::cmp_eq(one_byte(icmp_type), NFT_REG_1),
                nft::payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, kNdTargetOffset, 16, NFT_REG_1),
+               nft::lookup(kVips, NFT_REG_1), nft::counter(), nft::verdict(NF_DROP)});
+}
+
+// Solicitations this host sends from a VIP: the kernel takes the source of the
+// packet that needs the neighbour when that address is on the outgoing device
+// (a VIP misplaced there, until arpguard moves it), and the source link-layer
+// option then teaches the neighbour this host's MAC for the VIP.
+RuleSpec ndp_drop_vip_solicitation() {
+  return rule("output", RuleRole::kNdpDropVipSolicitation,
+              "icmpv6 type nd-neighbor-solicit ip6 saddr @vips counter packets 0 bytes 0 drop",
+              {nft::meta_load(NFT_META_L4PROTO, NFT_REG_1), nft::cmp_eq(one_byte(kIcmpv6), NFT_REG_1),
+               nft::payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, NFT_REG_1),
+               nft::cmp_eq(one_byte(kNeighbourSolicitation), NFT_REG_1),
+               nft::payload_load(NFT_PAYLOAD_NETWORK_HEADER, kIpv6SaddrOffset, 16, NFT_REG_1),
                nft::lookup(kVips, NFT_REG_1), nft::counter(), nft::verdict(NF_DROP)});
 }
 
@@ -224,6 +239,7 @@ TableSpec ndp_table(std::vector<Element> vips, std::optional<Watch> watch) {
   }
   table.rules.push_back(ndp_drop("input", kNeighbourSolicitation));
   table.rules.push_back(ndp_drop("output", kNeighbourAdvertisement));
+  table.rules.push_back(ndp_drop_vip_solicitation());
   // Advertisements for @vips are dropped above: only the watched ones can still leave.
   if (watch) table.rules.push_back(ndp_watch("output", RuleRole::kWatchLeak, watched, *watch));
   return table;

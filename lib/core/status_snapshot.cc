@@ -514,7 +514,7 @@ std::string render_metrics(const StatusSnapshot& s) {
   for (const RuleStatus& r : s.rules) {
     if (r.role == "drop_requests") dropped += r.packets;
     if (r.role == "drop_solicitations") nd_in += r.packets;
-    if (r.role == "drop_advertisements") nd_out += r.packets;
+    if (r.role == "drop_advertisements" || r.role == "drop_vip_solicitations") nd_out += r.packets;
     if (r.role == "redirect" || r.role == "redirect_to_port") (r.table.rfind("ip6 ", 0) == 0 ? redirected_v6 : redirected_v4) += r.packets;
   }
   metric(out, "arpguard_arp_requests_dropped_total", "counter",
@@ -527,7 +527,7 @@ std::string render_metrics(const StatusSnapshot& s) {
       out += fmt::format("arpguard_arp_sender_rewrites_total{{interface=\"{}\"}} {}\n", label(r.interface), r.packets);
     }
   }
-  metric(out, "arpguard_nd_dropped_total", "counter", "Neighbour solicitations (in) and advertisements (out) for a VIP dropped.");
+  metric(out, "arpguard_nd_dropped_total", "counter", "Neighbour solicitations for a VIP (in), and advertisements for it or solicitations from it (out), dropped.");
   out += fmt::format("arpguard_nd_dropped_total{{direction=\"in\"}} {}\narpguard_nd_dropped_total{{direction=\"out\"}} {}\n",
                      nd_in, nd_out);
   if (s.conntrack) {

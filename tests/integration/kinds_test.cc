@@ -260,7 +260,7 @@ struct Kinds : Guarded {
     if (!nft) return true;
     return elements("arp") == std::vector<std::string>{kPrefix4, kRouteVip} &&
            elements("ip6") == std::vector<std::string>{kVip6, kPrefix6} && rules("arp", "input").size() == 1 &&
-           rules("arp", "output").size() == 1 && rules("ip6", "input").size() == 1 && rules("ip6", "output").size() == 1;
+           rules("arp", "output").size() == 1 && rules("ip6", "input").size() == 1 && rules("ip6", "output").size() == 2;
   }
 
   // ---- what the wire and the sockets say ----
@@ -368,7 +368,7 @@ void check_kernel(const Kinds& k) {
   CHECK(k.elements("arp") == std::vector<std::string>{kPrefix4, kRouteVip});  // the prefix as one interval
   CHECK(k.elements("ip6") == std::vector<std::string>{kVip6, kPrefix6});
   CHECK(k.rules("ip6", "input").size() == 1);
-  CHECK(k.rules("ip6", "output").size() == 1);
+  CHECK(k.rules("ip6", "output").size() == 2);  // advertisements for a VIP, solicitations from one
 }
 
 /// The VIPs of the status JSON: address -> kind, and whether each is ready.

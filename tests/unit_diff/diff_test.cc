@@ -42,6 +42,9 @@ Lines arp_table(const std::string& elements, const std::string& create = "nft cr
           kArpEth0};
 }
 
+const std::string kNdpFromVip =
+    "nft add rule ip6 arpguard output: icmpv6 type nd-neighbor-solicit ip6 saddr @vips counter packets 0 bytes 0 drop";
+
 Lines ndp_table(const std::string& elements) {
   return {"nft create table ip6 arpguard (owner, persist)",
           "nft create set vips in ip6 arpguard",
@@ -51,7 +54,8 @@ Lines ndp_table(const std::string& elements) {
           "nft add rule ip6 arpguard input: icmpv6 type nd-neighbor-solicit @th,64,128 @vips counter packets 0 bytes 0 "
           "drop",
           "nft add rule ip6 arpguard output: icmpv6 type nd-neighbor-advert @th,64,128 @vips counter packets 0 bytes 0 "
-          "drop"};
+          "drop",
+          kNdpFromVip};
 }
 
 // `family` "ip" or "ip6"; `elements`: the element lines, keep then to.
@@ -217,6 +221,7 @@ const std::vector<Case> kWatched = {
            "drop",
            "nft add rule ip6 arpguard output: icmpv6 type nd-neighbor-advert @th,64,128 @vips counter packets 0 bytes 0 "
            "drop",
+           kNdpFromVip,
            watch_rule("ip6 arpguard", "output", "icmpv6 type nd-neighbor-advert @th,64,128 @watched", "leak", 100),
            "add vip 2001:db8::10/128 dev lo nodad preferred_lft 0"}},
     {"source routing: eth0's table and rule before the sysctls, arp_filter with them",

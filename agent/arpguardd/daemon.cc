@@ -281,6 +281,8 @@ bool Daemon::start() {
   options.unix_offset = unix_time() - monotonic();
   options.draining = ::access(drain_file().c_str(), F_OK) == 0;
   driver_ = std::make_unique<Driver>(kernel_->apis(), kernel_->conntrack(), *this, policy_, options);
+  // The supervisor holds the VIPs from now on; this copy of them would only take memory.
+  policy_.vips = {};
   if (notifier_.watchdog_interval()) next_watchdog_ = monotonic();
   driver_->start();
   return true;

@@ -89,6 +89,7 @@ DesiredVips make_desired_vips(const Policy& policy) {
   // The wire watch also hears who claims the VIPs no suppression set holds.
   std::vector<IpRange> arp_watched;
   std::vector<IpRange> ndp_watched;
+  out.bound.reserve(policy.vips.size());
   auto watch_only = [&](const IpPrefix& prefix) {
     if (!policy.watch.enabled) return;
     (prefix.family() == Family::kV4 ? arp_watched : ndp_watched).push_back(IpRange::of(prefix));
@@ -117,13 +118,16 @@ DesiredVips make_desired_vips(const Policy& policy) {
   auto put_vips = [&](const nft::TableId& table, std::string_view set, std::vector<IpRange> ranges) {
     if (ranges.empty()) return;
     std::vector<nft::Element>& elements = out.elements[SetRef{table, std::string(set)}];
-    for (const IpRange& range : merge_ranges(std::move(ranges))) elements.push_back(rules::vip_element(range));
+    const std::vector<IpRange> merged = merge_ranges(std::move(ranges));
+    elements.reserve(elements.size() + merged.size());
+    for (const IpRange& range : merged) elements.push_back(rules::vip_element(range));
   };
   put_vips(rules::arp_table_id(), rules::kVipSet, std::move(arp_ranges));
   put_vips(rules::ndp_table_id(), rules::kVipSet, std::move(ndp_ranges));
   put_vips(rules::arp_table_id(), rules::kWatchedSet, std::move(arp_watched));
   put_vips(rules::ndp_table_id(), rules::kWatchedSet, std::move(ndp_watched));
   for (auto& [set, elements] : out.elements) std::sort(elements.begin(), elements.end());
+  out.bound.shrink_to_fit();  // redirected VIPs were reserved for too
   return out;
 }
 

@@ -1,10 +1,16 @@
 #include "core/driver.h"
 
+#include <malloc.h>
+
 #include <cmath>
 
 #include "core/overloaded.h"
 
 namespace arpguard {
+
+namespace {
+constexpr size_t kChurnBeforeTrim = 4096;
+}  // namespace
 
 // Before VIPs are added: the kernel's own notifications since the plan was
 // made, folded into the Supervisor's cache, and sysctls read afresh.
@@ -53,6 +59,12 @@ void Driver::execute() {
     carry_out(std::move(command));
   }
   executing_ = false;
+  // A dump or an apply of thousands of objects leaves megabytes of freed heap
+  // that glibc keeps: at 100,000 VIPs, 270 MiB resident where 100 are in use.
+  if (churned_ >= kChurnBeforeTrim) {
+    churned_ = 0;
+    ::malloc_trim(0);
+  }
 }
 
 void Driver::pull_events() {
@@ -76,12 +88,17 @@ void Driver::refresh_for_query() {
 void Driver::carry_out(Command command) {
   auto feed_back = [&](Input input) { enqueue(supervisor_.handle(std::move(input), host_.now())); };
   std::visit(Overloaded{
-                 [&](command::ObserveAll&) { feed_back(input::Observed{engine_.observe()}); },
+                 [&](command::ObserveAll&) {
+                   Result<Observed> observed = engine_.observe();
+                   if (observed) churned_ += observed->local_routes.size() + observed->addresses.size();
+                   feed_back(input::Observed{std::move(observed)});
+                 },
                  [&](command::ReadSysctls& c) { feed_back(input::Sysctls{kernel_.sysctls.read(c.scopes)}); },
                  [&](command::ReadConntrack&) { feed_back(input::Conntrack{conntrack_.read()}); },
                  [&](command::Apply& c) {
                    Verifier verifier(*this);
                    ApplyOutcome outcome = engine_.apply(c.plan, verifier);
+                   churned_ += c.plan.actions.size();
                    // Our own changes come back as notifications: folded in before the outcome.
                    pull_events();
                    // Sysctls send none, and an apply of thousands of VIPs outlasts the

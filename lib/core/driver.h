@@ -74,6 +74,7 @@ class Driver {
   Supervisor supervisor_;
   std::deque<Command> queue_;
   bool executing_ = false;
+  size_t churned_ = 0;  ///< objects read or changed in bulk since memory was last given back
   std::map<TimerId, double> timers_;
   std::map<uint64_t, ReloadReply> replies_;
   std::optional<int> exit_code_;

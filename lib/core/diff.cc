@@ -28,8 +28,41 @@ bool set_covers(const ObservedSet& set, const IpRange& range) {
 
 namespace {
 
+// REQUIRES: `regions` sorted and merged (merge_ranges): O(log regions).
 bool overlaps_any(const std::vector<IpRange>& regions, const IpRange& range) {
-  return std::any_of(regions.begin(), regions.end(), [&](const IpRange& r) { return r.overlaps(range); });
+  auto it = std::lower_bound(regions.begin(), regions.end(), range.first,
+                             [](const IpRange& r, const IpAddress& a) { return r.last < a; });
+  return it != regions.end() && it->overlaps(range);
+}
+
+// A scope's regions sorted and merged: a deleted table touches every element,
+// and 100,000 regions looked through one by one per VIP was quadratic.
+DiffScope normalized(const DiffScope& scope) {
+  DiffScope out{scope.everything, scope.host, {}};
+  if (!scope.everything) out.regions = merge_ranges(scope.regions);
+  return out;
+}
+
+// Every entry of `ordered` (a set or map ordered by an IpPrefix first) whose
+// prefix overlaps `region`: those starting inside it, found by lower_bound,
+// and those starting before it that contain region.first, one candidate
+// prefix per length. O(bits * log n + k), never a walk over all of them.
+template <class Ordered, class PrefixOf, class LowestKey, class Visit>
+void for_each_overlapping(const Ordered& ordered, const IpRange& region, PrefixOf prefix_of, LowestKey lowest_key,
+                          Visit visit) {
+  const int bits = region.first.bits();
+  for (int length = 0; length < bits; ++length) {
+    const IpPrefix candidate{IpPrefix{region.first, static_cast<uint8_t>(length)}.first(), static_cast<uint8_t>(length)};
+    if (candidate.address == region.first) continue;  // starts inside the region: the walk below finds it
+    for (auto it = ordered.lower_bound(lowest_key(candidate)); it != ordered.end() && prefix_of(*it) == candidate; ++it) {
+      visit(*it);
+    }
+  }
+  for (auto it = ordered.lower_bound(lowest_key(IpPrefix{region.first, 0}));
+       it != ordered.end() && prefix_of(*it).address.family == region.first.family && prefix_of(*it).address <= region.last;
+       ++it) {
+    visit(*it);
+  }
 }
 
 // Indices of the bound VIPs in scope, in order.
@@ -55,16 +88,35 @@ std::vector<size_t> vips_in_scope(const DesiredVips& vips, const DiffScope& scop
 }
 
 // What arpguard manages and may delete: its state record, and local routes carrying its protocol mark.
+// REQUIRES: scope normalized.
 std::vector<ManagedVip> managed_in_scope(const Observed& observed, const DiffScope& scope) {
   std::vector<ManagedVip> out;
-  auto wanted = [&](const IpPrefix& prefix) { return scope.everything || overlaps_any(scope.regions, IpRange::of(prefix)); };
-  for (const ManagedVip& vip : observed.state.vips) {
-    if (wanted(vip.prefix)) out.push_back(vip);
-  }
-  for (const auto& [key, info] : observed.local_routes) {
-    if (info.protocol != kRouteProtoArpguard || !wanted(key.destination)) continue;
-    const Link* link = observed.link_at(info.link_index);
-    out.push_back({key.destination, VipKind::kRoute, link ? link->name : "lo"});
+  auto take_vip = [&](const ManagedVip& vip) { out.push_back(vip); };
+  auto take_route = [&](const std::pair<const RouteKey, RouteInfo>& route) {
+    if (route.second.protocol != kRouteProtoArpguard) return;
+    const Link* link = observed.link_at(route.second.link_index);
+    out.push_back({route.first.destination, VipKind::kRoute, link ? link->name : "lo"});
+  };
+  // A scope of many regions (a deleted table) is cheaper walked than looked up.
+  const bool walk = scope.everything ||
+                    scope.regions.size() * 33 > observed.state.vips.size() + observed.local_routes.size();
+  if (walk) {
+    auto wanted = [&](const IpPrefix& p) { return scope.everything || overlaps_any(scope.regions, IpRange::of(p)); };
+    for (const ManagedVip& vip : observed.state.vips) {
+      if (wanted(vip.prefix)) take_vip(vip);
+    }
+    for (const auto& route : observed.local_routes) {
+      if (wanted(route.first.destination)) take_route(route);
+    }
+  } else {
+    for (const IpRange& region : scope.regions) {
+      for_each_overlapping(
+          observed.state.vips, region, [](const ManagedVip& v) { return v.prefix; },
+          [](const IpPrefix& p) { return ManagedVip{p, VipKind::kAddress, ""}; }, take_vip);
+      for_each_overlapping(
+          observed.local_routes, region, [](const auto& route) { return route.first.destination; },
+          [](const IpPrefix& p) { return RouteKey{p, 0}; }, take_route);
+    }
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
@@ -74,7 +126,7 @@ std::vector<ManagedVip> managed_in_scope(const Observed& observed, const DiffSco
 class Differ {
  public:
   Differ(const Desired& desired, const Observed& observed, const DiffScope& scope)
-      : desired_(desired), observed_(observed), scope_(scope) {
+      : desired_(desired), observed_(observed), scope_(normalized(scope)) {
     for (const auto& [index, link] : observed.links) links_by_name_[link.name] = &link;
   }
 
@@ -500,7 +552,7 @@ class Differ {
 
   const Desired& desired_;
   const Observed& observed_;
-  const DiffScope& scope_;
+  const DiffScope scope_;  // normalized
   std::map<std::string, const Link*> links_by_name_;
   std::vector<Action> deletions_, routing_, sysctls_, nft_, additions_;
 };

@@ -539,6 +539,39 @@ TEST_CASE("at 5,000 VIPs, a diff scoped to the drift plans what the full diff pl
   }
 }
 
+TEST_CASE("a scoped diff finds arpguard's prefixes that start before the region, and regions in any order") {
+  const Policy policy = spaced_vips(5000);
+  Observed observed = converged(policy);
+  const Desired desired = desired_of(policy, observed);
+  // A route VIP arpguard made and the policy no longer has, and an address VIP it recorded.
+  observed.local_routes[RouteKey{prefix("10.9.0.0/16"), 0}] = RouteInfo{kLo, kRouteProtoArpguard, kScopeHost};
+  add_address(observed, prefix("10.8.0.0/30"), kLo);
+  observed.state.vips.insert(ManagedVip{prefix("10.8.0.0/30"), VipKind::kAddress, "lo"});
+  const Lines full = Diff(desired, observed).lines();
+  REQUIRE(full.size() == 2);
+
+  SUBCASE("a region inside each, after their first address") {
+    CHECK(Diff(desired, observed, DiffScope::of({range("10.9.200.7", "10.9.200.7"), range("10.8.0.3", "10.8.0.3")}, false))
+              .lines() == full);
+    CHECK(Diff(desired, observed, around("10.9.200.7", "10.9.200.7")).lines() == Lines{full[1]});
+    CHECK(Diff(desired, observed, around("10.10.0.0", "10.10.0.9")).lines() == Lines{});
+  }
+  SUBCASE("one region per VIP, unsorted and overlapping, as a deleted table touches them") {
+    remove_address(observed, prefix("10.0.19.136/32"), kLo);
+    std::vector<IpRange> regions;
+    for (const DesiredVip& vip : desired.vips.bound) {
+      regions.push_back(IpRange::of(vip.prefix));
+      regions.push_back(IpRange::of(vip.prefix));
+    }
+    regions.push_back(range("10.8.0.1", "10.9.0.0"));
+    std::reverse(regions.begin(), regions.end());
+    std::swap(regions[10], regions[4000]);
+    const Lines scoped = Diff(desired, observed, DiffScope::of(regions, false)).lines();
+    CHECK(scoped == Diff(desired, observed).lines());
+    CHECK(scoped.size() == 3);
+  }
+}
+
 TEST_CASE("a scope without the host leaves sysctls and the tables' structure to a host-wide diff") {
   Observed observed = converged(policy_of(kNoWatch + kOneVip));
   const DiffScope region = around("192.0.2.10", "192.0.2.10");

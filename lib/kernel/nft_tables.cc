@@ -11,6 +11,7 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter_arp.h>
+#include <endian.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -25,11 +26,21 @@ namespace {
 
 constexpr size_t kReceiveBuffer = 256 * 1024;
 constexpr int kSocketBuffer = 8 << 20;
+// Reads of the tables that a concurrent commit spoiled, in a row, before observe() gives up.
+constexpr int kObserveAttempts = 5;
 
 using Callback = std::function<void(const nlmsghdr*)>;
 
 int run_callback(const nlmsghdr* nlh, void* data) {
   (*static_cast<Callback*>(data))(nlh);
+  return MNL_CB_OK;
+}
+
+// NFTA_GEN_ID of a NEWGEN message, into the std::optional<uint32_t> at `data`.
+int generation_attr(const nlattr* attr, void* data) {
+  if (mnl_attr_get_type(attr) == NFTA_GEN_ID && mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) {
+    *static_cast<std::optional<uint32_t>*>(data) = be32toh(mnl_attr_get_u32(attr));
+  }
   return MNL_CB_OK;
 }
 
@@ -194,14 +205,40 @@ Result<std::optional<ObservedTable>> NftTables::observe_one(const nft::TableId& 
   return std::optional<ObservedTable>(std::move(scratch.tables[id]));
 }
 
+Result<uint32_t> NftTables::generation() {
+  std::optional<uint32_t> id;
+  Status s = talk(sock_, portid_, seq_, NFT_MSG_GETGEN, AF_UNSPEC, NLM_F_ACK, [](nlmsghdr*) {},
+                  [&](const nlmsghdr* nlh) {
+                    if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWGEN) return;
+                    mnl_attr_parse(nlh, sizeof(nfgenmsg), generation_attr, &id);
+                  },
+                  "GETGEN");
+  if (!s) return s.error();
+  if (!id) return Error{"GETGEN: the kernel's answer has no generation"};
+  return *id;
+}
+
 Result<std::map<nft::TableId, ObservedTable>> NftTables::observe(const std::vector<nft::TableId>& tables) {
-  std::map<nft::TableId, ObservedTable> out;
-  for (const nft::TableId& id : tables) {
-    auto table = observe_one(id);
-    if (!table) return table.error();
-    if (*table) out.emplace(id, std::move(**table));
+  // A table is read in several dumps, and a dump of a big set in many parts:
+  // a commit in between (someone fighting over the set) can make the picture
+  // miss elements nobody changed. Only a read during which the ruleset's
+  // generation stayed the same is one picture.
+  for (int attempt = 1;; ++attempt) {
+    auto before = generation();
+    if (!before) return before.error();
+    std::map<nft::TableId, ObservedTable> out;
+    for (const nft::TableId& id : tables) {
+      auto table = observe_one(id);
+      if (!table) return table.error();
+      if (*table) out.emplace(id, std::move(**table));
+    }
+    auto after = generation();
+    if (!after) return after.error();
+    if (*after == *before) return out;
+    if (attempt == kObserveAttempts) {
+      return Error{fmt::format("nftables changed while it was read, {} times in a row", kObserveAttempts)};
+    }
   }
-  return out;
 }
 
 Status NftTables::apply(const std::vector<NftChange>& changes) {

@@ -35,6 +35,8 @@ class NftTables final : public NftApi {
   };
   /// Sends a finished batch; the errors the kernel reported, by sequence number.
   Result<std::vector<BatchError>> send(const std::vector<iovec>& iov);
+  /// The ruleset's generation: it changes with every commit.
+  Result<uint32_t> generation();
   /// One table, or nullopt when it does not exist.
   Result<std::optional<ObservedTable>> observe_one(const nft::TableId& id);
 

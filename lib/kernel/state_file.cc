@@ -1,11 +1,13 @@
 #include "kernel/state_file.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "kernel/make_dirs.h"
@@ -74,27 +76,38 @@ Status StateFile::record(const StateChange& change) {
     // Start from what the file says; an unreadable one is a lost record.
     (void)load();
   }
-  ManagedState next = change.clear ? ManagedState{} : state_;
-  for (const ManagedVip& vip : change.removed) next.vips.erase(vip);
-  for (const ManagedVip& vip : change.added) next.vips.insert(vip);
-  for (const auto& [key, value] : change.origins) next.sysctl_origin.emplace(key, value);
-  if (next == state_ && !change.clear) return Status();
-  state_ = std::move(next);
+  // In place: a repair that changes no ownership costs O(log n), not a copy of 100,000 VIPs.
+  bool changed = change.clear;
+  if (change.clear) state_ = ManagedState{};
+  for (const ManagedVip& vip : change.removed) changed |= state_.vips.erase(vip) > 0;
+  for (const ManagedVip& vip : change.added) changed |= state_.vips.insert(vip).second;
+  for (const auto& [key, value] : change.origins) changed |= state_.sysctl_origin.emplace(key, value).second;
+  if (!changed) return Status();
   return save();
 }
 
 Status StateFile::save() const {
   if (Status s = make_dirs(dir_); !s) return s;
-  nlohmann::json doc;
-  doc["vips"] = nlohmann::json::array();
-  for (const ManagedVip& vip : state_.vips) {
-    doc["vips"].push_back({{"address", vip.prefix.str()}, {"kind", to_string(vip.kind)}, {"device", vip.device}});
-  }
-  doc["sysctl_origin"] = nlohmann::json::array();
+  // Written line by line, the shape nlohmann's dump(1) gives, without a
+  // document of 100,000 objects built first. Names are escaped by nlohmann.
+  auto quoted = [](const std::string& text) {
+    return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  std::string text = "{\n \"sysctl_origin\": [";
+  const char* separator = "\n";
   for (const auto& [key, value] : state_.sysctl_origin) {
-    doc["sysctl_origin"].push_back({{"scope", key.scope}, {"name", key.name}, {"value", value}});
+    fmt::format_to(std::back_inserter(text), "{}  {{\"name\": {}, \"scope\": {}, \"value\": {}}}", separator,
+                   quoted(key.name), quoted(key.scope), value);
+    separator = ",\n";
   }
-  const std::string text = doc.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  text += state_.sysctl_origin.empty() ? "],\n \"vips\": [" : "\n ],\n \"vips\": [";
+  separator = "\n";
+  for (const ManagedVip& vip : state_.vips) {
+    fmt::format_to(std::back_inserter(text), "{}  {{\"address\": \"{}\", \"device\": {}, \"kind\": \"{}\"}}", separator,
+                   vip.prefix.str(), quoted(vip.device), to_string(vip.kind));
+    separator = ",\n";
+  }
+  text += state_.vips.empty() ? "]\n}\n" : "\n ]\n}\n";
   const std::string tmp = path() + ".tmp";
   ::unlink(tmp.c_str());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

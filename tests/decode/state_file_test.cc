@@ -1,0 +1,101 @@
+// The state record (state_dir/state.json): written, read back by a fresh
+// reader, and left alone when nothing changes. No root needed.
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "kernel/state_file.h"
+
+using namespace arpguard;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/arpguard-state-test.XXXXXX";
+    if (const char* made = ::mkdtemp(pattern)) path_ = made;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+IpPrefix prefix(const char* text) { return *IpPrefix::parse(text); }
+
+std::string contents(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+ino_t inode(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+}  // namespace
+
+TEST_CASE("state file: what is recorded is read back, odd device names too, and an unchanged record is not rewritten") {
+  TempDir dir;
+  REQUIRE_FALSE(dir.path().empty());
+  StateFile file(dir.path() + "/state");
+  StateChange first;
+  first.added = {ManagedVip{prefix("10.0.0.5/32"), VipKind::kAddress, "lo"},
+                 ManagedVip{prefix("10.100.0.0/24"), VipKind::kRoute, "lo"},
+                 ManagedVip{prefix("2001:db8::10/128"), VipKind::kAddress, "we\"ird\\dev"}};
+  first.origins = {{SysctlKey{"all", "arp_ignore"}, 0}, {SysctlKey{"eth0", "arp_announce"}, 2}};
+  REQUIRE(file.record(first));
+
+  const std::string text = contents(file.path());
+  const nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
+  REQUIRE_FALSE(doc.is_discarded());
+  CHECK(doc.at("vips").size() == 3);
+  CHECK(doc.at("sysctl_origin").size() == 2);
+
+  StateFile reader(dir.path() + "/state");
+  auto loaded = reader.load();
+  REQUIRE(loaded);
+  CHECK(loaded->vips == std::set<ManagedVip>(first.added.begin(), first.added.end()));
+  CHECK(loaded->sysctl_origin.at(SysctlKey{"eth0", "arp_announce"}) == 2);
+  CHECK(loaded->sysctl_origin.at(SysctlKey{"all", "arp_ignore"}) == 0);
+
+  // Adding what is there, and an origin already known (the first value stays): no write.
+  const ino_t before = inode(file.path());
+  StateChange again;
+  again.added = {first.added[0]};
+  again.origins = {{SysctlKey{"all", "arp_ignore"}, 1}};
+  REQUIRE(file.record(again));
+  CHECK(inode(file.path()) == before);
+
+  StateChange removal;
+  removal.removed = {first.added[1]};
+  REQUIRE(file.record(removal));
+  CHECK(inode(file.path()) != before);
+  auto after = StateFile(dir.path() + "/state").load();
+  REQUIRE(after);
+  CHECK(after->vips.size() == 2);
+  CHECK(after->vips.count(first.added[1]) == 0);
+  CHECK(after->sysctl_origin.at(SysctlKey{"all", "arp_ignore"}) == 0);
+
+  StateChange cleared;
+  cleared.clear = true;
+  REQUIRE(file.record(cleared));
+  auto empty = StateFile(dir.path() + "/state").load();
+  REQUIRE(empty);
+  CHECK(empty->vips.empty());
+  CHECK(empty->sysctl_origin.empty());
+  CHECK(nlohmann::json::parse(contents(file.path()), nullptr, false).is_object());
+}

@@ -71,7 +71,7 @@ int apply(const std::string& file, bool dry_run) {
       return 0;
     }
     for (const std::string& line : plan.lines()) fmt::print("{}\n", line);
-    ReadBackVerifier verifier((*kernel)->apis(), desired);
+    ReadBackVerifier verifier((*kernel)->apis(), desired, *observed);
     const ApplyOutcome outcome = engine.apply(plan, verifier);
     for (size_t i = 0; i < outcome.results.size(); ++i) {
       if (outcome.results[i].ok()) {

@@ -3,9 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <future>
 #include <optional>
+#include <set>
 
 #include "core/diff.h"
+#include "core/observed_delta.h"
 #include "core/overloaded.h"
 #include "rules/tables.h"
 
@@ -22,6 +25,16 @@ size_t ApplyOutcome::failures() const {
 
 Result<Observed> Engine::observe() {
   Observed observed;
+  // The tables are read on a thread of their own, over their own socket: a
+  // set of 100,000 elements keeps the kernel busy 0.3 s, time the rtnetlink
+  // dumps, sysctls and the record take on the other core.
+  auto persist = kernel_.nft.persist_supported();
+  if (!persist) return persist.error();
+  observed.persist_supported = *persist;
+  observed.nft_portid = kernel_.nft.portid();
+  std::future<Result<std::map<nft::TableId, ObservedTable>>> tables =
+      std::async(std::launch::async, [nft = &kernel_.nft] { return nft->observe(arpguard_tables()); });
+
   auto links = kernel_.netlink.links();
   if (!links) return links.error();
   observed.links = std::move(*links);
@@ -42,14 +55,6 @@ Result<Observed> Engine::observe() {
   if (!sysctls) return sysctls.error();
   observed.sysctls = std::move(*sysctls);
 
-  auto persist = kernel_.nft.persist_supported();
-  if (!persist) return persist.error();
-  observed.persist_supported = *persist;
-  observed.nft_portid = kernel_.nft.portid();
-  auto tables = kernel_.nft.observe(arpguard_tables());
-  if (!tables) return tables.error();
-  observed.tables = std::move(*tables);
-
   // A record that cannot be read is a lost one: ownership unknown, which keeps (I8), never a reason to stop.
   auto state = kernel_.state.load();
   if (state) {
@@ -57,6 +62,10 @@ Result<Observed> Engine::observe() {
   } else {
     observed.state_error = state.error().message();
   }
+
+  auto read_tables = tables.get();
+  if (!read_tables) return read_tables.error();
+  observed.tables = std::move(*read_tables);
   return observed;
 }
 
@@ -157,6 +166,7 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
     for (size_t i : nft) changes.push_back(std::get<NftChange>(plan.actions[i]));
     const Status status = kernel_.nft.apply(changes);
     for (size_t i : nft) out.results[i] = status;
+    if (status) verifier.committed(changes);
   }
 
   // 5. VIPs last, and only once their suppression is verified (I1).
@@ -225,9 +235,29 @@ std::map<IpPrefix, std::vector<Reason>> ReadBackVerifier::gaps_before_adding(con
   auto sysctls = kernel_.sysctls.read(scopes);
   if (!sysctls) return everyone(not_ready(ReasonKind::kObserveFailed, sysctls.error().message()));
   readback.sysctls = std::move(*sysctls);
-  auto tables = kernel_.nft.observe(arpguard_tables());
+  auto tables = kernel_.nft.observe_structure(arpguard_tables());
   if (!tables) return everyone(not_ready(ReasonKind::kObserveFailed, tables.error().message()));
   readback.tables = std::move(*tables);
+  // A table deleted, or a set made, in the transaction: its elements start from none.
+  std::set<nft::TableId> remade;
+  std::set<SetRef> made;
+  for (const NftChange& change : committed_) {
+    if (const auto* gone = std::get_if<nft_change::DeleteTable>(&change)) remade.insert(gone->table);
+    if (const auto* set = std::get_if<nft_change::CreateSet>(&change)) made.insert(SetRef{set->table, set->set.name});
+  }
+  for (auto& [id, table] : readback.tables) {
+    auto before = planned_.tables.find(id);
+    if (before == planned_.tables.end() || remade.count(id)) continue;
+    for (auto& [name, set] : table.sets) {
+      auto was = before->second.sets.find(name);
+      if (was == before->second.sets.end() || made.count(SetRef{id, name})) continue;
+      set.points = was->second.points;
+      set.elements = was->second.elements;
+    }
+  }
+  for (const NftChange& change : committed_) {
+    if (auto delta = committed_delta(change)) apply_delta(readback, *delta);
+  }
   return arpguard::gaps_before_adding(desired_, readback, vips);
 }
 

@@ -220,6 +220,35 @@ Touched apply_delta(Observed& observed, const Delta& change) {
       change);
 }
 
+std::vector<std::pair<IpAddress, bool>> interval_points(const nft::Element& element) {
+  std::vector<std::pair<IpAddress, bool>> out{{element.addresses.first, true}};
+  if (!element.addresses.last.is_max()) out.emplace_back(element.addresses.last.next(), false);
+  return out;
+}
+
+std::optional<Delta> committed_delta(const NftChange& change) {
+  auto split = [](const nft::SetSpec& shape, const std::vector<nft::Element>& elements, auto& into) {
+    for (const nft::Element& e : elements) {
+      if (shape.concatenated()) {
+        into.elements.push_back(e);
+      } else {
+        for (auto& point : interval_points(e)) into.points.push_back(point);
+      }
+    }
+  };
+  if (const auto* add = std::get_if<nft_change::AddElements>(&change)) {
+    delta::ElementsAdded out{add->set, {}, {}};
+    split(add->shape, add->elements, out);
+    return Delta{std::move(out)};
+  }
+  if (const auto* del = std::get_if<nft_change::DelElements>(&change)) {
+    delta::ElementsRemoved out{del->set, {}, {}};
+    split(del->shape, del->elements, out);
+    return Delta{std::move(out)};
+  }
+  return std::nullopt;
+}
+
 std::string describe(const Delta& change, const Observed& observed) {
   auto device = [&](int index) {
     const Link* link = observed.link_at(index);

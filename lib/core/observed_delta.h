@@ -14,6 +14,7 @@
 
 #include "core/desired.h"
 #include "core/model.h"
+#include "core/plan.h"
 
 namespace arpguard::delta {
 
@@ -86,6 +87,15 @@ struct Touched {
 
 /// Folds `delta` into `observed`.
 Touched apply_delta(Observed& observed, const Delta& delta);
+
+/// An element of an interval set as the kernel keeps it: its start, and the
+/// flagged end one past its last address (none when it runs to the top).
+std::vector<std::pair<IpAddress, bool>> interval_points(const nft::Element& element);
+
+/// What the kernel notifies for an element change it committed; nullopt for
+/// other changes. With it, an acknowledged transaction updates a picture of
+/// the set without reading 100,000 elements back.
+std::optional<Delta> committed_delta(const NftChange& change);
 
 /// "RTM_DELADDR 192.0.2.10/32 dev lo", "NFT_MSG_DELTABLE arp arpguard": for logs.
 std::string describe(const Delta& delta, const Observed& observed);

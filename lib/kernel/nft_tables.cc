@@ -147,7 +147,7 @@ Status talk(mnl_socket* sock, uint32_t portid, uint32_t& seq_counter, uint16_t t
 
 }  // namespace
 
-Result<std::optional<ObservedTable>> NftTables::observe_one(const nft::TableId& id) {
+Result<std::optional<ObservedTable>> NftTables::observe_one(const nft::TableId& id, bool with_elements) {
   const uint16_t family = static_cast<uint16_t>(id.family);
   const std::vector<nft::TableId> ours{id};
   // The pieces decode as the same deltas notifications do, folded into a scratch cache.
@@ -192,7 +192,9 @@ Result<std::optional<ObservedTable>> NftTables::observe_one(const nft::TableId& 
 
   ObservedTable& observed = scratch.tables[id];
   std::vector<std::string> set_names;
-  for (const auto& [name, set] : observed.sets) set_names.push_back(name);
+  if (with_elements) {
+    for (const auto& [name, set] : observed.sets) set_names.push_back(name);
+  }
   for (const std::string& name : set_names) {
     std::unique_ptr<nftnl_set, void (*)(const nftnl_set*)> elements(nftnl_set_alloc(), nftnl_set_free);
     name_table(nftnl_set_set_str, elements.get(), NFTNL_SET_TABLE);
@@ -219,6 +221,15 @@ Result<uint32_t> NftTables::generation() {
 }
 
 Result<std::map<nft::TableId, ObservedTable>> NftTables::observe(const std::vector<nft::TableId>& tables) {
+  return observe_consistent(tables, true);
+}
+
+Result<std::map<nft::TableId, ObservedTable>> NftTables::observe_structure(const std::vector<nft::TableId>& tables) {
+  return observe_consistent(tables, false);
+}
+
+Result<std::map<nft::TableId, ObservedTable>> NftTables::observe_consistent(const std::vector<nft::TableId>& tables,
+                                                                            bool with_elements) {
   // A table is read in several dumps, and a dump of a big set in many parts:
   // a commit in between (someone fighting over the set) can make the picture
   // miss elements nobody changed. Only a read during which the ruleset's
@@ -228,7 +239,7 @@ Result<std::map<nft::TableId, ObservedTable>> NftTables::observe(const std::vect
     if (!before) return before.error();
     std::map<nft::TableId, ObservedTable> out;
     for (const nft::TableId& id : tables) {
-      auto table = observe_one(id);
+      auto table = observe_one(id, with_elements);
       if (!table) return table.error();
       if (*table) out.emplace(id, std::move(**table));
     }

@@ -25,6 +25,7 @@ class NftTables final : public NftApi {
   Result<bool> persist_supported() override;
   uint32_t portid() const override { return portid_; }
   Result<std::map<nft::TableId, ObservedTable>> observe(const std::vector<nft::TableId>& tables) override;
+  Result<std::map<nft::TableId, ObservedTable>> observe_structure(const std::vector<nft::TableId>& tables) override;
   Status apply(const std::vector<NftChange>& changes) override;
 
  private:
@@ -38,7 +39,9 @@ class NftTables final : public NftApi {
   /// The ruleset's generation: it changes with every commit.
   Result<uint32_t> generation();
   /// One table, or nullopt when it does not exist.
-  Result<std::optional<ObservedTable>> observe_one(const nft::TableId& id);
+  Result<std::optional<ObservedTable>> observe_one(const nft::TableId& id, bool with_elements);
+  Result<std::map<nft::TableId, ObservedTable>> observe_consistent(const std::vector<nft::TableId>& tables,
+                                                                   bool with_elements);
 
   mnl_socket* sock_;
   uint32_t portid_;

@@ -16,12 +16,6 @@ AddressKey key_of(const char* prefix, int link) {
   return {p.address, p.length, link};
 }
 
-std::vector<std::pair<IpAddress, bool>> points_of(const nft::Element& e) {
-  std::vector<std::pair<IpAddress, bool>> out{{e.addresses.first, true}};
-  if (!e.addresses.last.is_max()) out.emplace_back(e.addresses.last.next(), false);
-  return out;
-}
-
 }  // namespace
 
 FakeKernel::FakeKernel() {
@@ -233,6 +227,18 @@ Result<std::map<nft::TableId, ObservedTable>> FakeKernel::observe(const std::vec
   return out;
 }
 
+Result<std::map<nft::TableId, ObservedTable>> FakeKernel::observe_structure(const std::vector<nft::TableId>& tables) {
+  auto out = observe(tables);
+  if (!out) return out;
+  for (auto& [id, table] : *out) {
+    for (auto& [name, set] : table.sets) {
+      set.points.clear();
+      set.elements.clear();
+    }
+  }
+  return out;
+}
+
 Status FakeKernel::apply(const std::vector<NftChange>& changes) {
   if (auto e = failure(Call::kNftApply)) return Status::failure("nft batch", *e);
   // All or nothing: changes go to a copy, kept only when every one is valid.
@@ -292,7 +298,7 @@ Status FakeKernel::apply(const std::vector<NftChange>& changes) {
                 if (c.shape.concatenated()) {
                   added.elements.push_back(e);
                 } else {
-                  for (auto& p : points_of(e)) added.points.push_back(p);
+                  for (auto& p : interval_points(e)) added.points.push_back(p);
                 }
               }
               deltas.push_back(added);
@@ -309,7 +315,7 @@ Status FakeKernel::apply(const std::vector<NftChange>& changes) {
                   if (!set.elements.count(e)) return fail(what, ENOENT);
                   removed.elements.push_back(e);
                 } else {
-                  for (auto& p : points_of(e)) {
+                  for (auto& p : interval_points(e)) {
                     if (!set.points.count(p)) return fail(what, ENOENT);
                     removed.points.push_back(p);
                   }

@@ -69,6 +69,7 @@ class FakeKernel final : public NetlinkApi, public SysctlApi, public NftApi, pub
   Result<bool> persist_supported() override { return world.persist_supported; }
   uint32_t portid() const override { return kOwnNftPort; }
   Result<std::map<nft::TableId, ObservedTable>> observe(const std::vector<nft::TableId>& tables) override;
+  Result<std::map<nft::TableId, ObservedTable>> observe_structure(const std::vector<nft::TableId>& tables) override;
   Status apply(const std::vector<NftChange>& changes) override;
   // StateApi
   Result<ManagedState> load() override;

@@ -316,3 +316,72 @@ TEST_CASE("the audit compares the event-fed cache with the kernel and counts dif
   CHECK(rig.has_address("192.0.2.10/32"));
 }
 
+
+// ---- arpguard apply's Verifier ----
+
+namespace {
+
+// One round of `arpguard apply`: observe, plan, apply with the read-back Verifier.
+ApplyOutcome apply_once(FakeKernel& kernel, const Policy& policy) {
+  Engine engine(kernel.apis());
+  auto observed = engine.observe();
+  REQUIRE(observed);
+  const Desired desired = make_desired(policy, *observed, /*daemon=*/false);
+  const Plan plan = Diff(desired, *observed);
+  ReadBackVerifier verifier(kernel.apis(), desired, *observed);
+  return engine.apply(plan, verifier);
+}
+
+bool on_lo(const FakeKernel& kernel, const char* address) {
+  const IpAddress want = *IpAddress::parse(address);
+  return std::any_of(kernel.world.addresses.begin(), kernel.world.addresses.end(),
+                     [&](const auto& entry) { return entry.first.address == want && entry.first.link_index == 1; });
+}
+
+}  // namespace
+
+TEST_CASE("apply's read-back: VIPs go in after their elements' transaction is acknowledged, never after a failed one") {
+  const std::string two = "[arp]\nmethod = \"nftables\"\n" + kOneVip + "[[vip]]\naddress = \"192.0.2.12\"\n";
+  const Policy policy = policy_of(two);
+
+  SUBCASE("acknowledged: both added, the set read back without its elements") {
+    FakeKernel kernel;
+    const ApplyOutcome outcome = apply_once(kernel, policy);
+    CHECK(outcome.all_ok());
+    CHECK(on_lo(kernel, "192.0.2.10"));
+    CHECK(on_lo(kernel, "192.0.2.12"));
+  }
+  SUBCASE("the transaction fails: no VIP is added, and why is said") {
+    FakeKernel kernel;
+    kernel.fail_next[Call::kNftApply] = {EPERM};
+    const ApplyOutcome outcome = apply_once(kernel, policy);
+    CHECK_FALSE(outcome.blocked.empty());
+    CHECK_FALSE(on_lo(kernel, "192.0.2.10"));
+    CHECK_FALSE(on_lo(kernel, "192.0.2.12"));
+  }
+  SUBCASE("the table is there, the transaction adding the new VIP's element fails: that VIP stays out") {
+    FakeKernel kernel;
+    REQUIRE(apply_once(kernel, policy_of("[arp]\nmethod = \"nftables\"\n" + kOneVip)).all_ok());
+    kernel.fail_next[Call::kNftApply] = {EPERM};
+    const ApplyOutcome outcome = apply_once(kernel, policy);
+    CHECK_FALSE(outcome.blocked.empty());
+    CHECK_FALSE(on_lo(kernel, "192.0.2.12"));
+  }
+  SUBCASE("one VIP more: the elements seen before the plan and the new one together cover both") {
+    FakeKernel kernel;
+    REQUIRE(apply_once(kernel, policy_of("[arp]\nmethod = \"nftables\"\n" + kOneVip)).all_ok());
+    const ApplyOutcome outcome = apply_once(kernel, policy);
+    CHECK(outcome.all_ok());
+    CHECK(on_lo(kernel, "192.0.2.12"));
+  }
+  SUBCASE("elements and a VIP gone behind its back: the elements go back in before the VIP") {
+    FakeKernel kernel;
+    REQUIRE(apply_once(kernel, policy).all_ok());
+    // The table loses its elements and 192.0.2.12 behind arpguard's back, as if never seen.
+    kernel.world.tables.at(rules::arp_table_id()).sets.at("vips").points.clear();
+    kernel.world.addresses.erase(AddressKey{*IpAddress::parse("192.0.2.12"), 32, 1});
+    const ApplyOutcome outcome = apply_once(kernel, policy);
+    CHECK(outcome.all_ok());
+    CHECK(on_lo(kernel, "192.0.2.12"));
+  }
+}

@@ -89,9 +89,15 @@ void Driver::carry_out(Command command) {
   auto feed_back = [&](Input input) { enqueue(supervisor_.handle(std::move(input), host_.now())); };
   std::visit(Overloaded{
                  [&](command::ObserveAll&) {
+                   // The cache first takes every notification sent before the read;
+                   // those sent during it follow the read (it may or may not show them).
+                   pull_events();
                    Result<Observed> observed = engine_.observe();
                    if (observed) churned_ += observed->local_routes.size() + observed->addresses.size();
-                   feed_back(input::Observed{std::move(observed)});
+                   input::Events during = host_.drain_events();
+                   const bool quiet = during.events.empty() && !during.lost && !during.error;
+                   feed_back(input::Observed{std::move(observed), quiet});
+                   if (!quiet) enqueue(supervisor_.handle(std::move(during), host_.now()));
                  },
                  [&](command::ReadSysctls& c) { feed_back(input::Sysctls{kernel_.sysctls.read(c.scopes)}); },
                  [&](command::ReadConntrack&) { feed_back(input::Conntrack{conntrack_.read()}); },

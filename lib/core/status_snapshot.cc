@@ -210,6 +210,7 @@ json to_json(const StatusSnapshot& s) {
                     {"recent", recent}};
   out["cache_divergence_total"] = s.cache_divergence_total;
   out["audits_total"] = s.audits_total;
+  out["audits_inconclusive_total"] = s.audits_inconclusive_total;
   out["contested"] = json::array();
   for (const ContestedStatus& c : s.contested) out["contested"].push_back({{"resource", printable(c.resource)}, {"repairs", c.repairs}});
   if (s.conntrack) out["conntrack"] = {{"entries", s.conntrack->entries}, {"max", s.conntrack->max}};
@@ -285,6 +286,7 @@ StatusSnapshot status_from_json(const json& j) {
   }
   s.cache_divergence_total = get_or<uint64_t>(j, "cache_divergence_total", 0);
   s.audits_total = get_or<uint64_t>(j, "audits_total", 0);
+  s.audits_inconclusive_total = get_or<uint64_t>(j, "audits_inconclusive_total", 0);
   for (const json& c : array_at(j, "contested")) {
     s.contested.push_back({get_or<std::string>(c, "resource", "?"), get_or<int>(c, "repairs", 0)});
   }
@@ -489,6 +491,9 @@ std::string render_metrics(const StatusSnapshot& s) {
   out += fmt::format("arpguard_cache_divergence_total {}\n", s.cache_divergence_total);
   metric(out, "arpguard_audits_total", "counter", "Periodic audits done (agent.audit_interval_ms).");
   out += fmt::format("arpguard_audits_total {}\n", s.audits_total);
+  metric(out, "arpguard_audits_inconclusive_total", "counter",
+         "Audits not compared with the cache: the kernel notified changes while they read.");
+  out += fmt::format("arpguard_audits_inconclusive_total {}\n", s.audits_inconclusive_total);
   const std::pair<const char*, int InterfaceStatus::*> sysctls[] = {
       {"arp_ignore", &InterfaceStatus::arp_ignore},
       {"arp_announce", &InterfaceStatus::arp_announce},

@@ -103,6 +103,7 @@ struct StatusSnapshot {
   uint64_t repair_failures_total = 0;
   uint64_t cache_divergence_total = 0;
   uint64_t audits_total = 0;  ///< audits done: full reads compared with the cache
+  uint64_t audits_inconclusive_total = 0;  ///< audit reads not compared: the kernel changed during them
   std::vector<RepairRecord> recent_repairs;  ///< newest first
   std::vector<ContestedStatus> contested;
   std::optional<ConntrackFill> conntrack;

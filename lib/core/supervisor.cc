@@ -14,6 +14,7 @@ namespace arpguard {
 
 namespace {
 
+constexpr double kInconclusiveAuditRetry = 5.0;  // seconds
 constexpr double kDebounceSeconds = 0.001;  // folds a burst (`ip addr flush`) into one repair
 constexpr double kFirstRetry = 0.1;
 constexpr double kMaxRetry = 30.0;
@@ -141,7 +142,7 @@ std::vector<Command> Supervisor::start(double now) {
 std::vector<Command> Supervisor::handle(Input input, double now) {
   Out out;
   std::visit(Overloaded{
-                 [&](input::Observed& in) { on_observed(std::move(in.observed), now, out); },
+                 [&](input::Observed& in) { on_observed(std::move(in.observed), in.quiet, now, out); },
                  [&](input::Events& in) { on_events(in, now, out); },
                  [&](input::Sysctls& in) { on_sysctls(std::move(in.values), now, out); },
                  [&](input::Conntrack& in) {
@@ -203,7 +204,7 @@ void Supervisor::request_resync(Out& out, const char* why) {
   out.emplace_back(command::ObserveAll{});
 }
 
-void Supervisor::on_observed(Result<Observed> observed, double now, Out& out) {
+void Supervisor::on_observed(Result<Observed> observed, bool quiet, double now, Out& out) {
   const bool audit = audit_in_flight_;
   resync_in_flight_ = false;
   audit_in_flight_ = false;
@@ -215,7 +216,15 @@ void Supervisor::on_observed(Result<Observed> observed, double now, Out& out) {
     notify_ready_state(now, out);
     return;
   }
-  if (audit && have_cache_) {
+  // A read during which the kernel notified changes is no picture to hold
+  // the cache against (those changes follow it, and the cache had not seen
+  // them): that audit is not counted, and the next one is not far off.
+  if (audit && have_cache_ && !quiet) {
+    ++audits_inconclusive_;
+    out.emplace_back(command::ArmTimer{
+        TimerId::kAudit, now + std::min(kInconclusiveAuditRetry, policy_.agent.audit_interval_ms / 1000.0)});
+  }
+  if (audit && have_cache_ && quiet) {
     const std::vector<std::string> found = divergences(cache_, *observed);
     ++audits_total_;
     divergence_total_ += found.size();
@@ -1268,6 +1277,7 @@ StatusSnapshot Supervisor::snapshot(double now, bool all_vips) {
   s.repair_failures_total = repair_failures_total_;
   s.cache_divergence_total = divergence_total_;
   s.audits_total = audits_total_;
+  s.audits_inconclusive_total = audits_inconclusive_;
   s.recent_repairs.assign(recent_repairs_.begin(), recent_repairs_.end());
   for (const auto& [resource, repairs] : contest_.contested()) s.contested.push_back({resource.str(), repairs});
   if (!desired_.vips.redirected.empty()) s.conntrack = conntrack_.value_or(ConntrackFill{});

@@ -60,7 +60,11 @@ struct ReloadReply {
 };
 
 namespace input {
-struct Observed { Result<arpguard::Observed> observed; };
+struct Observed {
+  Result<arpguard::Observed> observed;
+  /// No notification came while it was read: a picture to compare the cache with.
+  bool quiet = true;
+};
 struct Events { std::vector<KernelEvent> events; bool lost = false; std::optional<Error> error; };
 struct Sysctls { Result<SysctlValues> values; };
 struct Conntrack { Result<std::optional<ConntrackFill>> fill; };
@@ -152,7 +156,7 @@ class Supervisor {
  private:
   using Out = std::vector<Command>;
   void log(Out& out, LogLevel level, std::string text) const;
-  void on_observed(Result<Observed> observed, double now, Out& out);
+  void on_observed(Result<Observed> observed, bool quiet, double now, Out& out);
   void on_events(const input::Events& events, double now, Out& out);
   void on_sysctls(Result<SysctlValues> values, double now, Out& out);
   /// A change the kernel makes as a consequence of another (local routes of addresses).
@@ -236,6 +240,7 @@ class Supervisor {
   uint64_t repair_failures_total_ = 0;
   uint64_t divergence_total_ = 0;
   uint64_t audits_total_ = 0;
+  uint64_t audits_inconclusive_ = 0;  ///< audits not compared: the kernel changed while they read
   std::deque<RepairRecord> recent_repairs_;
 
   // Readiness and what it feeds.

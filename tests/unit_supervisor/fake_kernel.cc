@@ -108,6 +108,7 @@ void FakeKernel::remove_link(int index) {
 
 Result<std::map<int, Link>> FakeKernel::links() {
   if (auto e = failure(Call::kLinks)) return Error{"RTM_GETLINK dump", *e};
+  if (during_dump) during_dump();
   return world.links;
 }
 

@@ -41,6 +41,7 @@ class FakeKernel final : public NetlinkApi, public SysctlApi, public NftApi, pub
   std::map<Call, int> fail_always;                  ///< call -> errno, until removed
   std::map<Call, std::vector<int>> fail_next;       ///< call -> errnos for the next calls
   std::function<void(const std::string&)> after_write;  ///< called after every change, with what it was
+  std::function<void()> during_dump;                     ///< called as a full read starts (at links())
   std::vector<std::string> writes;                  ///< every change, in order
 
   // ---- what others do (notified as a foreign process would be) ----

@@ -316,6 +316,28 @@ TEST_CASE("the audit compares the event-fed cache with the kernel and counts dif
   CHECK(rig.has_address("192.0.2.10/32"));
 }
 
+TEST_CASE("an audit whose read the kernel changed under is not compared, and the change is repaired") {
+  Rig rig("[agent]\naudit_interval_ms = 1000\n" + kOneVip);
+  rig.advance(1.1);
+  REQUIRE(rig.status().audits_total == 1);
+  // A notification pending before the audit's read: folded in first, not a divergence.
+  rig.kernel.foreign_delete_address(AddressKey{*IpAddress::parse("192.0.2.10"), 32, 1});
+  // Another change while the read is under way (notified, but after the read began).
+  rig.kernel.during_dump = [&] {
+    rig.kernel.during_dump = nullptr;
+    rig.kernel.foreign_add_address(AddressKey{*IpAddress::parse("198.51.100.9"), 32, 2},
+                                   AddressInfo{kScopeGlobal, kAddrFlagPermanent});
+  };
+  rig.advance(1.1);
+  CHECK(rig.status().cache_divergence_total == 0);
+  CHECK(rig.status().audits_inconclusive_total == 1);
+  CHECK(rig.has_address("192.0.2.10/32"));
+  // The next audit, in quiet, is compared and finds the cache right.
+  rig.advance(1.1);
+  CHECK(rig.status().audits_total == 2);
+  CHECK(rig.status().cache_divergence_total == 0);
+}
+
 
 // ---- arpguard apply's Verifier ----
 

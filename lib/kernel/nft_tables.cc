@@ -12,6 +12,7 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter_arp.h>
 #include <endian.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -26,7 +27,7 @@ namespace {
 
 constexpr size_t kReceiveBuffer = 256 * 1024;
 constexpr int kSocketBuffer = 8 << 20;
-// Reads of the tables that a concurrent commit spoiled, in a row, before observe() gives up.
+// Reads of the tables that a commit to one of them spoiled, in a row, before observe() gives up.
 constexpr int kObserveAttempts = 5;
 
 using Callback = std::function<void(const nlmsghdr*)>;
@@ -43,6 +44,75 @@ int generation_attr(const nlattr* attr, void* data) {
   }
   return MNL_CB_OK;
 }
+
+// nftables notifications heard while arpguard reads its tables. The
+// ruleset's generation changes with a commit to any table (a firewall, a
+// kube-proxy): only a commit to one of arpguard's spoils the read. Subscribed
+// for the read alone, so the kernel makes no notifications for arpguard's own
+// big commits when nobody else listens.
+class CommitWatch {
+ public:
+  static std::unique_ptr<CommitWatch> open() {
+    mnl_socket* sock = mnl_socket_open(NETLINK_NETFILTER);
+    if (!sock) return nullptr;
+    std::unique_ptr<CommitWatch> watch(new CommitWatch(sock));
+    int group = NFNLGRP_NFTABLES;
+    if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0 ||
+        mnl_socket_setsockopt(sock, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) < 0) {
+      return nullptr;
+    }
+    const int fd = mnl_socket_get_fd(sock);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kSocketBuffer, sizeof(kSocketBuffer)) != 0) {
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kSocketBuffer, sizeof(kSocketBuffer));
+    }
+    return watch;
+  }
+  ~CommitWatch() { mnl_socket_close(sock_); }
+  CommitWatch(const CommitWatch&) = delete;
+  CommitWatch& operator=(const CommitWatch&) = delete;
+
+  /// Drops what was notified so far.
+  void discard() {
+    std::vector<char> buffer(kReceiveBuffer);
+    while (::recv(mnl_socket_get_fd(sock_), buffer.data(), buffer.size(), MSG_DONTWAIT) > 0 || errno == ENOBUFS) {
+    }
+  }
+
+  /// Whether every commit up to the one that made `generation` left `tables`
+  /// alone: reads notifications until that commit's NEWGEN. False when one
+  /// was about them, when some were lost, or when they do not come in time.
+  bool left_alone(uint32_t generation, const std::vector<nft::TableId>& tables) {
+    std::vector<char> buffer(kReceiveBuffer);
+    const int fd = mnl_socket_get_fd(sock_);
+    bool touched = false;
+    bool reached = false;
+    Callback on_message = [&](const nlmsghdr* nlh) {
+      if (NFNL_MSG_TYPE(nlh->nlmsg_type) == NFT_MSG_NEWGEN) {
+        std::optional<uint32_t> id;
+        mnl_attr_parse(nlh, sizeof(nfgenmsg), generation_attr, &id);
+        if (id && static_cast<int32_t>(*id - generation) >= 0) reached = true;
+        return;
+      }
+      if (nftcodec::decode(nlh, tables)) touched = true;
+    };
+    while (!reached && !touched) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, kNotificationWaitMs) <= 0) return false;
+      const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) continue;
+        return false;  // ENOBUFS: some were lost
+      }
+      mnl_cb_run(buffer.data(), static_cast<size_t>(n), 0, 0, run_callback, &on_message);
+    }
+    return !touched;
+  }
+
+ private:
+  explicit CommitWatch(mnl_socket* sock) : sock_(sock) {}
+  static constexpr int kNotificationWaitMs = 200;
+  mnl_socket* sock_;
+};
 
 }  // namespace
 
@@ -232,9 +302,12 @@ Result<std::map<nft::TableId, ObservedTable>> NftTables::observe_consistent(cons
                                                                             bool with_elements) {
   // A table is read in several dumps, and a dump of a big set in many parts:
   // a commit in between (someone fighting over the set) can make the picture
-  // miss elements nobody changed. Only a read during which the ruleset's
-  // generation stayed the same is one picture.
+  // miss elements nobody changed. A read is one picture when the ruleset's
+  // generation stayed the same, or when the commits made meanwhile were all
+  // to tables not arpguard's (their notifications say so).
+  std::unique_ptr<CommitWatch> watch = CommitWatch::open();
   for (int attempt = 1;; ++attempt) {
+    if (watch) watch->discard();
     auto before = generation();
     if (!before) return before.error();
     std::map<nft::TableId, ObservedTable> out;
@@ -246,6 +319,7 @@ Result<std::map<nft::TableId, ObservedTable>> NftTables::observe_consistent(cons
     auto after = generation();
     if (!after) return after.error();
     if (*after == *before) return out;
+    if (watch && watch->left_alone(*after, tables)) return out;
     if (attempt == kObserveAttempts) {
       return Error{fmt::format("nftables changed while it was read, {} times in a row", kObserveAttempts)};
     }

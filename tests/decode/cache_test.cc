@@ -781,6 +781,42 @@ TEST_CASE("cache: a big set read while others commit to it is one picture") {
   CHECK(read > 0);
 }
 
+// A firewall or kube-proxy committing to tables of its own all the time
+// changes the ruleset's generation under every read: that must neither fail
+// arpguard's reads (a server out of the pool for as long as it lasts) nor
+// spoil them.
+TEST_CASE("cache: commits to other tables, without a pause, neither fail nor spoil a read of a big set") {
+  EnteredNetns netns;
+  arpguard::testing::TempDir dir;
+  std::string elements;
+  for (int i = 0; i < 20000; ++i) elements += fmt::format("{}10.64.{}.{}", i ? ", " : "", (2 * i) / 256, (2 * i) % 256);
+  const std::string file = dir.path() + "/table.nft";
+  {
+    std::unique_ptr<FILE, int (*)(FILE*)> out(std::fopen(file.c_str(), "w"), std::fclose);
+    REQUIRE(out);
+    fmt::print(out.get(), "table arp arpguard {{ set vips {{ type ipv4_addr; flags interval; elements = {{ {} }}; }}; }}\n",
+               elements);
+  }
+  REQUIRE(run_here("nft -f " + file).exit_code == 0);
+  const CommandResult started =
+      run_here("( while :; do nft add table inet churn; nft delete table inet churn; done ) >/dev/null 2>&1 & echo $!");
+  REQUIRE(started.exit_code == 0);
+  struct Stop {
+    std::string pid;
+    ~Stop() { run_here("kill " + pid + " 2>/dev/null; sleep 0.1"); }
+  } stop{started.out.substr(0, started.out.find('\n'))};
+
+  auto kernel = SystemKernel::open(dir.path() + "/state");
+  REQUIRE(kernel);
+  const nft::TableId table = rules::arp_table_id();
+  for (int i = 0; i < 20; ++i) {
+    auto tables = (*kernel)->apis().nft.observe({table});
+    REQUIRE_MESSAGE(tables, tables.error().message());
+    REQUIRE(tables->count(table) == 1);
+    CHECK(tables->at(table).sets.at("vips").all_elements().size() == 20000);
+  }
+}
+
 int main(int argc, char** argv) {
   if (geteuid() != 0) {
     std::fprintf(stderr, "the cache suite needs root (network namespaces); skipped\n");

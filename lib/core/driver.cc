@@ -120,6 +120,13 @@ void Driver::carry_out(Command command) {
                  [&](command::Notify& c) { host_.notify(c.text); },
                  [&](command::Log& c) { host_.log(c.level, c.text); },
                  [&](command::Exit& c) { exit_code_ = c.code; },
+                 [&](command::ForgetState&) {
+                   StateChange forget;
+                   forget.clear = true;
+                   if (Status s = kernel_.state.record(forget); !s) {
+                     host_.log(LogLevel::kError, "stop: cannot clear the state record: " + s.message());
+                   }
+                 },
                  [&](command::Probe& c) { host_.probe(c.targets); },
                  [&](command::LookupRoutes& c) { feed_back(input::Routes{kernel_.netlink.route_lookups(c.queries)}); },
              },

@@ -951,6 +951,7 @@ void Supervisor::continue_removal(double, Out& out) {
           fmt::format("stop: nft table {} kept: it still guards an address configured here", id.str()));
     }
     if (!kept) out.emplace_back(command::Log{LogLevel::kInfo, "stop: arpguard removed; sysctls restored"});
+    out.emplace_back(command::ForgetState{});
     phase_ = Phase::kStopped;
     out.emplace_back(command::Exit{0});
     return;

@@ -108,12 +108,15 @@ struct ProbeTarget {
 struct Probe { std::vector<ProbeTarget> targets; };
 /// `ip route get ASKER from ADDRESS` for each query (ARP flux analysis).
 struct LookupRoutes { std::vector<RouteQuery> queries; };
+/// Everything arpguard removed on stop: its record forgets the VIPs and the
+/// sysctl origins it restored (a later run must not "restore" them again).
+struct ForgetState {};
 }  // namespace command
 
 using Command = std::variant<command::ObserveAll, command::ReadSysctls, command::ReadConntrack, command::Apply,
                              command::ArmTimer, command::CancelTimer, command::RunChecks, command::ReplyReload,
                              command::PersistDrain, command::Notify, command::Log, command::Exit, command::Probe,
-                             command::LookupRoutes>;
+                             command::LookupRoutes, command::ForgetState>;
 
 /// A cheap answer for /ready and agent-check.
 struct ReadySummary {

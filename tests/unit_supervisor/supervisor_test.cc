@@ -278,6 +278,9 @@ TEST_CASE("stop with on_stop = remove: VIPs first, then tables, sysctls back to 
   CHECK(rig.kernel.world.tables.empty());
   CHECK(rig.kernel.world.sysctls.at({"all", kArpIgnore}) == 0);
   CHECK(rig.kernel.world.sysctls.at({"all", kArpAnnounce}) == 1);
+  // The record forgets what was restored: a later run takes the operator's values as they are then.
+  CHECK(rig.kernel.state_record.vips.empty());
+  CHECK(rig.kernel.state_record.sysctl_origin.empty());
   const auto& w = rig.kernel.writes;
   const auto last_vip = std::find(w.rbegin(), w.rend(), "del address 192.0.2.10/32 dev lo");
   const auto first_table = std::find(w.rbegin(), w.rend(), "nft batch of 3");

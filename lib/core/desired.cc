@@ -41,8 +41,9 @@ nft::TableSpec DesiredHost::reference_table(const nft::TableId& id) const {
 
 bool is_arp_facing(const Link& link, const std::vector<std::string>& patterns) {
   if (link.loopback || link.noarp) return false;
+  // A name is itself first: Linux allows "x[1]" and "b\\", which as globs match other names or none.
   return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& pattern) {
-    return fnmatch(pattern.c_str(), link.name.c_str(), 0) == 0;
+    return pattern == link.name || fnmatch(pattern.c_str(), link.name.c_str(), 0) == 0;
   });
 }
 

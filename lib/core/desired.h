@@ -105,8 +105,8 @@ inline Desired make_desired(const Policy& policy, const Observed& observed, bool
 /// interface that answers ARP. Located at the VIP's address value.
 std::vector<Diagnostic> check_against_kernel(const Policy& policy, const Observed& observed);
 
-/// True when `link` is ARP-facing under `patterns` (names or fnmatch globs;
-/// "*" means all): never lo, never a NOARP link.
+/// True when `link` is ARP-facing under `patterns` (each the exact name, or
+/// an fnmatch glob; "*" means all): never lo, never a NOARP link.
 bool is_arp_facing(const Link& link, const std::vector<std::string>& patterns);
 
 /// The kernel's effective value of an ARP sysctl on `interface`:

@@ -854,3 +854,14 @@ TEST_CASE("method both to sysctl: the VIP leaves the nft set once the sysctls ho
     for (const std::string& line : plan) CHECK(line.find("delete") == std::string::npos);
   }
 }
+
+TEST_CASE("arp.interfaces: an entry is the interface of that exact name, glob characters and all, or a glob") {
+  auto link = [](const char* name) { return Link{7, name, false, false, true, {}}; };
+  CHECK(is_arp_facing(link("x[1]"), {"x[1]"}));
+  CHECK(is_arp_facing(link("b\\"), {"b\\"}));
+  CHECK(is_arp_facing(link("we?rd"), {"we?rd"}));
+  CHECK(is_arp_facing(link("x1"), {"x[1]"}));  // a glob still
+  CHECK(is_arp_facing(link("eth3"), {"eth*"}));
+  CHECK_FALSE(is_arp_facing(link("eth3"), {"x[1]", "b\\"}));
+  CHECK_FALSE(is_arp_facing(Link{1, "lo", true, false, true, {}}, {"lo", "*"}));
+}

@@ -112,7 +112,15 @@ Supervisor::Supervisor(Policy policy, Options options)
       contest_(policy_.agent.contested_repairs, policy_.agent.contested_window_ms / 1000.0),
       draining_(options_.draining),
       watch_(director_macs(policy_)) {
-  desired_.vips = make_desired_vips(policy_);
+  set_desired_vips(make_desired_vips(policy_));
+}
+
+void Supervisor::set_desired_vips(DesiredVips vips) {
+  desired_.vips = std::move(vips);
+  route_vip_devices_v4_.clear();
+  for (const DesiredVip& v : desired_.vips.bound) {
+    if (v.kind == VipKind::kRoute && v.prefix.family() == Family::kV4) route_vip_devices_v4_.insert(v.device);
+  }
 }
 
 void Supervisor::log(Out& out, LogLevel level, std::string text) const {
@@ -186,10 +194,9 @@ bool Supervisor::route_vips_lost_silently(const Delta& d) const {
   }
   const Link* link = cache_.link_at(index);
   if (!link) return false;
-  const bool holds_route_vips = std::any_of(desired_.vips.bound.begin(), desired_.vips.bound.end(), [&](const DesiredVip& v) {
-    return v.kind == VipKind::kRoute && v.prefix.family() == Family::kV4 && v.device == link->name;
-  });
-  if (!holds_route_vips) return false;
+  // Looked up, not searched: a burst of 10,000 address changes on another
+  // interface went through 100,000 VIPs for each.
+  if (!route_vip_devices_v4_.count(link->name)) return false;
   if (std::holds_alternative<delta::LinkUpsert>(d)) return true;
   for (const auto& [key, info] : cache_.addresses) {
     if (key.link_index == index && key.address.family == Family::kV4) return false;
@@ -900,7 +907,7 @@ void Supervisor::on_reload(input::Reload in, double now, Out& out) {
   checks_.clear();
   failing_.clear();
   failure_streak_.clear();
-  desired_.vips = make_desired_vips(policy_);
+  set_desired_vips(make_desired_vips(policy_));
   rebuild_desired_host();
   log(out, LogLevel::kInfo,
       fmt::format("reloaded {}: {} VIP(s), method {}", policy_.file, policy_.vips.size(), to_string(policy_.arp.method)));

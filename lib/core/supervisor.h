@@ -187,6 +187,8 @@ class Supervisor {
   void schedule_debounce(double now, Out& out);
   void arm_retry(double at, Out& out);
   void rebuild_desired_host();
+  /// desired_.vips, and what is derived from it.
+  void set_desired_vips(DesiredVips vips);
   /// Brings the not-ready sets up to date for what changed since last time.
   void refresh_readiness(double now);
   bool route_vips_lost_silently(const Delta& d) const;
@@ -209,6 +211,7 @@ class Supervisor {
   bool have_cache_ = false;
   std::optional<std::string> observe_error_;
   Desired desired_;
+  std::set<std::string> route_vip_devices_v4_;  ///< devices holding IPv4 route VIPs
   double sysctls_read_at_ = -1;
   std::optional<std::string> sysctl_error_;
 

@@ -730,6 +730,41 @@ TEST_CASE("cache: a link coming up, with DAD, during the detection of its link-l
   CHECK_MESSAGE(d.empty(), "diff (- cache, + dump):\n" << d);
 }
 
+namespace {
+
+// table arp arpguard with a set "vips" of 20,000 addresses, 10.64.0.0 on in
+// steps of 2 (no two adjacent: 20,000 intervals), loaded with nft -f.
+void load_big_set(const std::string& dir) {
+  std::string elements;
+  for (int i = 0; i < 20000; ++i) elements += fmt::format("{}10.64.{}.{}", i ? ", " : "", (2 * i) / 256, (2 * i) % 256);
+  const std::string file = dir + "/table.nft";
+  {
+    std::unique_ptr<FILE, int (*)(FILE*)> out(std::fopen(file.c_str(), "w"), std::fclose);
+    REQUIRE(out);
+    fmt::print(out.get(), "table arp arpguard {{ set vips {{ type ipv4_addr; flags interval; elements = {{ {} }}; }}; }}\n",
+               elements);
+  }
+  REQUIRE(run_here("nft -f " + file).exit_code == 0);
+}
+
+// A shell loop run in this namespace in the background, killed on destruction.
+class Background {
+ public:
+  explicit Background(const std::string& loop) {
+    const CommandResult started = run_here("( " + loop + " ) >/dev/null 2>&1 & echo $!");
+    REQUIRE(started.exit_code == 0);
+    pid_ = started.out.substr(0, started.out.find('\n'));
+  }
+  ~Background() { run_here("kill " + pid_ + " 2>/dev/null; sleep 0.1"); }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+
+ private:
+  std::string pid_;
+};
+
+}  // namespace
+
 // A table is read in several dumps, and a big set in many parts: a commit
 // between two parts moved the kernel's place in the set, and a read once
 // missed an element nobody had touched (the 20,000-VIP test's divergence).
@@ -738,26 +773,11 @@ TEST_CASE("cache: a link coming up, with DAD, during the detection of its link-l
 TEST_CASE("cache: a big set read while others commit to it is one picture") {
   EnteredNetns netns;
   arpguard::testing::TempDir dir;
-  std::string elements;
-  for (int i = 0; i < 20000; ++i) elements += fmt::format("{}10.64.{}.{}", i ? ", " : "", (2 * i) / 256, (2 * i) % 256);
-  const std::string file = dir.path() + "/table.nft";
-  {
-    std::unique_ptr<FILE, int (*)(FILE*)> out(std::fopen(file.c_str(), "w"), std::fclose);
-    REQUIRE(out);
-    fmt::print(out.get(), "table arp arpguard {{ set vips {{ type ipv4_addr; flags interval; elements = {{ {} }}; }}; }}\n",
-               elements);
-  }
-  REQUIRE(run_here("nft -f " + file).exit_code == 0);
+  load_big_set(dir.path());
   // The churn runs in this namespace until the test kills it (and with the namespace, whatever it started).
   const std::string churn = "while :; do for e in 10.63.0.1 10.66.0.1; do nft add element arp arpguard vips { $e }; "
                             "sleep 0.02; nft delete element arp arpguard vips { $e }; sleep 0.02; done; done";
-  const CommandResult started = run_here("( " + churn + " ) >/dev/null 2>&1 & echo $!");
-  REQUIRE(started.exit_code == 0);
-  const std::string churn_pid = started.out.substr(0, started.out.find('\n'));
-  struct Stop {
-    std::string pid;
-    ~Stop() { run_here("kill " + pid + " 2>/dev/null; sleep 0.1"); }
-  } stop{churn_pid};
+  const Background churning(churn);
 
   auto kernel = SystemKernel::open(dir.path() + "/state");
   REQUIRE(kernel);
@@ -788,23 +808,8 @@ TEST_CASE("cache: a big set read while others commit to it is one picture") {
 TEST_CASE("cache: commits to other tables, without a pause, neither fail nor spoil a read of a big set") {
   EnteredNetns netns;
   arpguard::testing::TempDir dir;
-  std::string elements;
-  for (int i = 0; i < 20000; ++i) elements += fmt::format("{}10.64.{}.{}", i ? ", " : "", (2 * i) / 256, (2 * i) % 256);
-  const std::string file = dir.path() + "/table.nft";
-  {
-    std::unique_ptr<FILE, int (*)(FILE*)> out(std::fopen(file.c_str(), "w"), std::fclose);
-    REQUIRE(out);
-    fmt::print(out.get(), "table arp arpguard {{ set vips {{ type ipv4_addr; flags interval; elements = {{ {} }}; }}; }}\n",
-               elements);
-  }
-  REQUIRE(run_here("nft -f " + file).exit_code == 0);
-  const CommandResult started =
-      run_here("( while :; do nft add table inet churn; nft delete table inet churn; done ) >/dev/null 2>&1 & echo $!");
-  REQUIRE(started.exit_code == 0);
-  struct Stop {
-    std::string pid;
-    ~Stop() { run_here("kill " + pid + " 2>/dev/null; sleep 0.1"); }
-  } stop{started.out.substr(0, started.out.find('\n'))};
+  load_big_set(dir.path());
+  const Background churning("while :; do nft add table inet churn; nft delete table inet churn; done");
 
   auto kernel = SystemKernel::open(dir.path() + "/state");
   REQUIRE(kernel);

@@ -1,11 +1,15 @@
 // arpguardd: the agent. Runs in the foreground, systemd style.
 #include <CLI/CLI.hpp>
+#include <malloc.h>
 
 #include "agent/common/parse_args.h"
 #include "agent/arpguardd/daemon.h"
 #include "arpguard_config.h"
 
 int main(int argc, char** argv) {
+  // One heap: the thread that reads the nft tables during a full read would
+  // otherwise get an arena of its own, resident for the daemon's lifetime.
+  mallopt(M_ARENA_MAX, 1);
   CLI::App app{"arpguardd - keep this real server's VIPs local and hidden from ARP"};
   app.set_version_flag("--version", std::string("arpguardd ") + ARPGUARD_VERSION);
   std::string policy_file = "/etc/arpguard/policy.toml";

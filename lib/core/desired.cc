@@ -134,17 +134,22 @@ DesiredVips make_desired_vips(const Policy& policy) {
 
 namespace {
 
-// The interface's primary IPv4: its lowest non-secondary global address that is not a VIP.
+// The interface's real IPv4 address, the sender its rewrite rule puts in
+// place of a VIP: of its primary global addresses that are not VIPs, the one
+// with the widest subnet (its own 192.0.2.1/24 over /32s others add and
+// remove, which would rewrite the rule each time), the lowest of those.
 std::optional<IpAddress> primary_ipv4(const Observed& observed, const Link& link, const DesiredVips& vips) {
   auto on_link = observed.addresses_by_link.find(link.index);
   if (on_link == observed.addresses_by_link.end()) return std::nullopt;
+  const AddressKey* best = nullptr;
   for (const AddressKey& key : on_link->second) {
     if (key.address.family != Family::kV4) continue;
     const AddressInfo& info = observed.addresses.at(key);
-    if (info.secondary() || info.scope != kScopeGlobal) continue;
-    if (!vips.bound_containing(key.address)) return key.address;
+    if (info.secondary() || info.scope != kScopeGlobal || vips.bound_containing(key.address)) continue;
+    if (!best || key.length < best->length) best = &key;  // in address order: ties keep the lowest
   }
-  return std::nullopt;
+  if (!best) return std::nullopt;
+  return best->address;
 }
 
 void add_sysctls(const Policy& policy, const Observed& observed, DesiredHost& host) {

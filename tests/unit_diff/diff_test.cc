@@ -865,3 +865,19 @@ TEST_CASE("arp.interfaces: an entry is the interface of that exact name, glob ch
   CHECK_FALSE(is_arp_facing(link("eth3"), {"x[1]", "b\\"}));
   CHECK_FALSE(is_arp_facing(Link{1, "lo", true, false, true, {}}, {"lo", "*"}));
 }
+
+TEST_CASE("the rewrite rule's sender is the interface's address with the widest subnet, not a /32 added beside it") {
+  const Policy policy = policy_of(kOneVip);
+  Observed observed = converged(policy);
+  REQUIRE(Diff(desired_of(policy, observed), observed).empty());
+  // Host addresses someone adds to eth0, lower than its own 192.0.2.1/24: the rule stays.
+  add_address(observed, prefix("10.9.0.1/32"), kEth0);
+  add_address(observed, prefix("172.16.0.1/32"), kEth0);
+  CHECK(Diff(desired_of(policy, observed), observed).lines() == Lines{});
+  // Its own address gone: the widest left takes its place.
+  remove_address(observed, prefix("192.0.2.1/24"), kEth0);
+  const Lines lines = Diff(desired_of(policy, observed), observed).lines();
+  CHECK(std::find_if(lines.begin(), lines.end(), [](const std::string& l) {
+          return l.find("arp saddr ip set 10.9.0.1") != std::string::npos;
+        }) != lines.end());
+}

@@ -143,10 +143,12 @@ std::optional<IpAddress> primary_ipv4(const Observed& observed, const Link& link
   if (on_link == observed.addresses_by_link.end()) return std::nullopt;
   const AddressKey* best = nullptr;
   for (const AddressKey& key : on_link->second) {
-    if (key.address.family != Family::kV4) continue;
+    // In address order: ties keep the lowest. The cheap test first: this runs
+    // on every change of the host, over every address of the interface.
+    if (key.address.family != Family::kV4 || (best && key.length >= best->length)) continue;
     const AddressInfo& info = observed.addresses.at(key);
     if (info.secondary() || info.scope != kScopeGlobal || vips.bound_containing(key.address)) continue;
-    if (!best || key.length < best->length) best = &key;  // in address order: ties keep the lowest
+    best = &key;
   }
   if (!best) return std::nullopt;
   return best->address;

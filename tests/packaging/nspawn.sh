@@ -129,8 +129,18 @@ nspawn_exec() {
 }
 
 # Prints the state is-system-running ends in; 0 if running.
+# Until the container's systemd has made its bus, systemctl cannot connect
+# and says nothing at once ("Failed to connect to bus"): asked again then.
 nspawn_wait_running() {
-  NSPAWN_TIMEOUT=$1 nspawn_exec systemctl is-system-running --wait
+  local deadline=$((SECONDS + $1)) state status
+  while :; do
+    status=0
+    state=$(NSPAWN_TIMEOUT=$((deadline - SECONDS + 1)) nspawn_exec systemctl is-system-running --wait 2>/dev/null) ||
+      status=$?
+    if [ -n "$state" ]; then echo "$state"; return "$status"; fi
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
 }
 
 # systemd-nspawn turns SIGTERM into a clean poweroff of the container; after

@@ -73,8 +73,7 @@ class CommitWatch {
 
   /// Drops what was notified so far.
   void discard() {
-    std::vector<char> buffer(kReceiveBuffer);
-    while (::recv(mnl_socket_get_fd(sock_), buffer.data(), buffer.size(), MSG_DONTWAIT) > 0 || errno == ENOBUFS) {
+    while (::recv(mnl_socket_get_fd(sock_), buffer_.data(), buffer_.size(), MSG_DONTWAIT) > 0 || errno == ENOBUFS) {
     }
   }
 
@@ -82,7 +81,6 @@ class CommitWatch {
   /// alone: reads notifications until that commit's NEWGEN. False when one
   /// was about them, when some were lost, or when they do not come in time.
   bool left_alone(uint32_t generation, const std::vector<nft::TableId>& tables) {
-    std::vector<char> buffer(kReceiveBuffer);
     const int fd = mnl_socket_get_fd(sock_);
     bool touched = false;
     bool reached = false;
@@ -98,20 +96,21 @@ class CommitWatch {
     while (!reached && !touched) {
       pollfd p{fd, POLLIN, 0};
       if (::poll(&p, 1, kNotificationWaitMs) <= 0) return false;
-      const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+      const ssize_t n = ::recv(fd, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
       if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) continue;
         return false;  // ENOBUFS: some were lost
       }
-      mnl_cb_run(buffer.data(), static_cast<size_t>(n), 0, 0, run_callback, &on_message);
+      mnl_cb_run(buffer_.data(), static_cast<size_t>(n), 0, 0, run_callback, &on_message);
     }
     return !touched;
   }
 
  private:
-  explicit CommitWatch(mnl_socket* sock) : sock_(sock) {}
+  explicit CommitWatch(mnl_socket* sock) : sock_(sock), buffer_(kReceiveBuffer) {}
   static constexpr int kNotificationWaitMs = 200;
   mnl_socket* sock_;
+  std::vector<char> buffer_;  ///< one for every read of the watch
 };
 
 }  // namespace

@@ -125,8 +125,9 @@ std::optional<std::string> choose_vips(const std::vector<std::string>& given, co
   return std::nullopt;
 }
 
-// The interface's primary IPv4 (lowest non-secondary global address that is
-// no VIP), unless the policy names its real_ip; and a usable link-local address.
+// The interface's primary IPv4 (the daemon's choice: of its non-secondary
+// global addresses that are no VIP, the widest subnet, then the lowest),
+// unless the policy names its real_ip; and a usable link-local address.
 void find_sources(Interface& interface, const Observed& observed, const std::optional<Policy>& policy,
                   const std::set<IpAddress>& vips) {
   if (policy) {

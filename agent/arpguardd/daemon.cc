@@ -396,8 +396,26 @@ void Daemon::on_signal() {
   }
 }
 
+// Stops or resumes waking for kernel notifications. Held, they wait in their
+// sockets until the debounce reads them (Driver::events_can_wait).
+bool Daemon::hold_events(bool hold) {
+  for (int fd : {rtnl_events_->fd(), nft_events_->fd()}) {
+    epoll_event event{};
+    event.events = hold ? 0u : static_cast<uint32_t>(EPOLLIN);
+    event.data.fd = fd;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event) != 0) {
+      log::error("epoll_ctl: {}: kernel notifications are read at each turn of the loop", std::strerror(errno));
+      return false;
+    }
+  }
+  events_held_ = hold;
+  return true;
+}
+
 double Daemon::next_wakeup() const {
   double soonest = driver_->next_timer();
+  // Held notifications that could not be resumed: read them every 10 ms.
+  if (events_held_ && !driver_->events_can_wait()) soonest = std::min(soonest, monotonic() + 0.01);
   if (peers_) soonest = std::min(soonest, peers_->next_deadline());
   if (checks_) soonest = std::min(soonest, checks_->next_deadline());
   if (next_watchdog_ >= 0) soonest = std::min(soonest, next_watchdog_);
@@ -429,7 +447,7 @@ int Daemon::run() {
       if (fd == signal_fd_) {
         on_signal();
       } else if (fd == rtnl_events_->fd() || fd == nft_events_->fd()) {
-        driver_->drain_events();
+        if (!driver_->events_can_wait() || !hold_events(true)) driver_->drain_events();
       } else if (nflog_ && fd == nflog_->fd()) {
         drain_wire();
       } else if (lock_fd_ >= 0 && fd == lock_fd_) {
@@ -441,6 +459,7 @@ int Daemon::run() {
     }
     const double after = monotonic();
     driver_->fire_due_timers(after);
+    if (events_held_ && !driver_->events_can_wait() && !hold_events(false)) driver_->drain_events();
     peers_->expire(after);
     checks_->expire(after);
     ping_watchdog(after);

@@ -55,6 +55,7 @@ class Daemon final : public Host {
   std::string on_control(std::string_view line);
   void on_signal();
   void drain_wire();
+  bool hold_events(bool hold);
   double next_wakeup() const;
   void ping_watchdog(double now);
   std::string drain_file() const;
@@ -77,6 +78,7 @@ class Daemon final : public Host {
   int lock_fd_ = -1;
   double next_watchdog_ = -1;
   uint64_t next_request_ = 1;
+  bool events_held_ = false;  ///< the loop does not wake for kernel notifications (Driver::events_can_wait)
 };
 
 }  // namespace arpguard

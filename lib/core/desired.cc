@@ -110,6 +110,8 @@ DesiredVips make_desired_vips(const Policy& policy) {
       desired.deprecated = !v4;
     }
     out.bound.push_back(std::move(desired));
+    out.any_ipv4 |= v4;
+    out.ipv4_sysctls |= v4 && uses_sysctls(vip.method);
     if (uses_nftables(vip.method)) {
       (v4 ? arp_ranges : ndp_ranges).push_back(IpRange::of(vip.prefix));
     } else {
@@ -132,27 +134,33 @@ DesiredVips make_desired_vips(const Policy& policy) {
   return out;
 }
 
-namespace {
-
 // The interface's real IPv4 address, the sender its rewrite rule puts in
-// place of a VIP: of its primary global addresses that are not VIPs, the one
-// with the widest subnet (its own 192.0.2.1/24 over /32s others add and
-// remove, which would rewrite the rule each time), the lowest of those.
+// place of a VIP: its own 192.0.2.1/24 over /32s others add and remove, which
+// would rewrite the rule each time.
 std::optional<IpAddress> primary_ipv4(const Observed& observed, const Link& link, const DesiredVips& vips) {
   auto on_link = observed.addresses_by_link.find(link.index);
   if (on_link == observed.addresses_by_link.end()) return std::nullopt;
-  const AddressKey* best = nullptr;
+  // Widest subnet first, then lowest: the first that qualifies. This runs on
+  // every change of the host; the walk stops at the interface's own address.
   for (const AddressKey& key : on_link->second) {
-    // In address order: ties keep the lowest. The cheap test first: this runs
-    // on every change of the host, over every address of the interface.
-    if (key.address.family != Family::kV4 || (best && key.length >= best->length)) continue;
+    if (key.address.family != Family::kV4) break;
     const AddressInfo& info = observed.addresses.at(key);
     if (info.secondary() || info.scope != kScopeGlobal || vips.bound_containing(key.address)) continue;
-    best = &key;
+    return key.address;
   }
-  if (!best) return std::nullopt;
-  return best->address;
+  return std::nullopt;
 }
+
+bool senders_unmoved(const Policy& policy, const DesiredVips& vips, const Observed& observed, const DesiredHost& host) {
+  if (host.source_routing) return false;
+  return std::all_of(host.arp_outputs.begin(), host.arp_outputs.end(), [&](const rules::ArpOutput& output) {
+    if (policy.arp.real_ip.count(output.interface)) return true;
+    const Link* link = observed.link_named(output.interface);
+    return link && primary_ipv4(observed, *link, vips) == output.real_ip;
+  });
+}
+
+namespace {
 
 void add_sysctls(const Policy& policy, const Observed& observed, DesiredHost& host) {
   const ArpPolicy& arp = policy.arp;
@@ -224,14 +232,10 @@ DesiredHost make_desired_host(const Policy& policy, const DesiredVips& vips, con
 
   // No IPv4 VIP relying on sysctls, nothing for them to hide: a policy without
   // VIPs changes nothing (the packaged default).
-  host.uses_sysctls = std::any_of(vips.bound.begin(), vips.bound.end(), [](const DesiredVip& v) {
-    return v.prefix.family() == Family::kV4 && uses_sysctls(v.method);
-  });
+  host.uses_sysctls = vips.ipv4_sysctls;
   // arp_filter is about the host's own addresses, not the VIPs: asked for, it
   // is set whatever the method (with method "nftables" too), once there are VIPs.
-  const bool any_ipv4 = std::any_of(vips.bound.begin(), vips.bound.end(),
-                                    [](const DesiredVip& v) { return v.prefix.family() == Family::kV4; });
-  if (host.uses_sysctls || (policy.arp.arp_filter && any_ipv4)) add_sysctls(policy, observed, host);
+  if (host.uses_sysctls || (policy.arp.arp_filter && vips.any_ipv4)) add_sysctls(policy, observed, host);
   if (policy.watch.enabled) host.watch = rules::Watch{policy.watch.log_group};
 
   for (const std::string& name : host.arp_facing) {

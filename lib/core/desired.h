@@ -45,6 +45,8 @@ struct DesiredVips {
   std::vector<IpPrefix> redirected;     ///< never configured, sorted
   /// Elements of each set, sorted and merged (adjacent VIPs form one interval).
   std::map<SetRef, std::vector<nft::Element>> elements;
+  bool any_ipv4 = false;      ///< some bound VIP is IPv4
+  bool ipv4_sysctls = false;  ///< some bound IPv4 VIP relies on the sysctl layer
 
   /// The bound VIP whose prefix contains `address`; nullptr when none.
   const DesiredVip* bound_containing(const IpAddress& address) const;
@@ -90,6 +92,14 @@ struct Desired {
 
 /// Policy-only half. `policy.vips` is sorted (parse_policy sorts it).
 DesiredVips make_desired_vips(const Policy& policy);
+
+/// The ARP sender of `link` when the policy names none: of its primary global
+/// IPv4 addresses that are no VIP, the one with the widest subnet, the lowest of those.
+std::optional<IpAddress> primary_ipv4(const Observed& observed, const Link& link, const DesiredVips& vips);
+
+/// True when address changes on links other than loopback leave `host` as it
+/// was: no ARP sender moved, and no source routing follows the addresses.
+bool senders_unmoved(const Policy& policy, const DesiredVips& vips, const Observed& observed, const DesiredHost& host);
 
 /// Host half. `daemon`: the caller runs for long and holds its tables.
 DesiredHost make_desired_host(const Policy& policy, const DesiredVips& vips, const Observed& observed, bool daemon);

@@ -138,6 +138,7 @@ void Driver::fire_due_timers(double now) {
   for (const auto& [id, at] : timers_) {
     if (at <= now) due.push_back(id);
   }
+  if (!due.empty()) pull_events();  // those the loop let wait (events_can_wait)
   for (TimerId id : due) {
     timers_.erase(id);
     enqueue(supervisor_.handle(input::Timer{id}, now));

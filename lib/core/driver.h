@@ -49,8 +49,12 @@ class Driver {
   /// Before a readiness answer: current events, and sysctls read now, fed in
   /// (a repair they call for runs first).
   void refresh_for_query();
-  /// Fires every timer due at `now`.
+  /// Fires every timer due at `now`, after reading the notifications pending.
   void fire_due_timers(double now);
+  /// While a debounce is armed, notifications may wait in their sockets: it
+  /// reads them all before it fires, so a burst costs a wake-up per debounce
+  /// rather than one per notification, and a repair sees the same events.
+  bool events_can_wait() const { return timers_.count(TimerId::kDebounce) != 0; }
   /// The earliest timer, or +infinity.
   double next_timer() const;
   /// The answer to reload request `request`, once there is one.

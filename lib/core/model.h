@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/ip.h"
@@ -50,6 +51,16 @@ struct AddressKey {
 
   auto operator<=>(const AddressKey&) const = default;
   IpPrefix prefix() const { return {address, length}; }
+};
+
+/// One link's addresses widest subnet first: IPv4 before IPv6, then by prefix
+/// length, then by address. The interface's own address comes first, however
+/// many /32s others add to it.
+struct WidestFirst {
+  bool operator()(const AddressKey& a, const AddressKey& b) const {
+    return std::tie(a.address.family, a.length, a.address, a.link_index) <
+           std::tie(b.address.family, b.length, b.address, b.link_index);
+  }
 };
 
 struct AddressInfo {
@@ -212,8 +223,8 @@ struct ObservedTable {
 struct Observed {
   std::map<int, Link> links;
   std::map<AddressKey, AddressInfo> addresses;  ///< every address, ordered by address
-  /// The addresses of each link but loopback ones (an index of `addresses`: few per link).
-  std::map<int, std::set<AddressKey>> addresses_by_link;
+  /// The addresses of each link but loopback ones (an index of `addresses`), widest first.
+  std::map<int, std::set<AddressKey, WidestFirst>> addresses_by_link;
   std::map<RouteKey, RouteInfo> local_routes;   ///< type local routes in table local
   /// IPv4 unicast routes of tables other than local, main and default: source routing's.
   std::map<PolicyRouteKey, PolicyRouteInfo> policy_routes;

@@ -14,11 +14,12 @@ void Touched::merge(Touched other) {
   resync |= other.resync;
   every_vip |= other.every_vip;
   routing |= other.routing;
+  link_addresses |= other.link_addresses;
 }
 
 namespace {
 
-Touched region(const IpRange& range, bool host, bool changed) { return Touched{false, {range}, host, changed}; }
+Touched region(const IpRange& range, bool changed) { return Touched{false, {range}, false, changed}; }
 Touched host_only(bool changed) { return Touched{false, {}, true, changed}; }
 // Source routing's objects: host state, and what ARP flux depends on.
 Touched routing(bool changed) {
@@ -57,6 +58,12 @@ bool is_loopback(const Observed& observed, int index) {
   return link && link->loopback;
 }
 
+Touched address_region(const Observed& observed, const AddressKey& key, bool changed) {
+  Touched t = region(IpRange::single(key.address), changed);
+  t.link_addresses = !is_loopback(observed, key.link_index);
+  return t;
+}
+
 }  // namespace
 
 Touched apply_delta(Observed& observed, const Delta& change) {
@@ -93,22 +100,22 @@ Touched apply_delta(Observed& observed, const Delta& change) {
             auto it = observed.addresses.find(d.key);
             const bool changed = it == observed.addresses.end() || !(it->second == d.info);
             observed.put_address(d.key, d.info);
-            return region(IpRange::single(d.key.address), !is_loopback(observed, d.key.link_index), changed);
+            return address_region(observed, d.key, changed);
           },
           [&](const delta::AddressRemoved& d) {
             const bool changed = observed.addresses.count(d.key) != 0;
             observed.remove_address(d.key);
-            return region(IpRange::single(d.key.address), !is_loopback(observed, d.key.link_index), changed);
+            return address_region(observed, d.key, changed);
           },
           [&](const delta::RouteUpsert& d) {
             auto it = observed.local_routes.find(d.key);
             const bool changed = it == observed.local_routes.end() || !(it->second == d.info);
             observed.local_routes[d.key] = d.info;
-            return region(IpRange::of(d.key.destination), false, changed);
+            return region(IpRange::of(d.key.destination), changed);
           },
           [&](const delta::RouteRemoved& d) {
             const bool changed = observed.local_routes.erase(d.key) != 0;
-            return region(IpRange::of(d.key.destination), false, changed);
+            return region(IpRange::of(d.key.destination), changed);
           },
           [&](const delta::PolicyRouteUpsert& d) {
             auto it = observed.policy_routes.find(d.key);

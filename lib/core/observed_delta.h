@@ -81,6 +81,9 @@ struct Touched {
   bool resync = false;           ///< the delta did not fit the cache: read everything again
   bool every_vip = false;        ///< each VIP's protection is in question (a table or set changed)
   bool routing = false;          ///< routes or rules changed: ARP flux to analyse again
+  /// Addresses of links other than loopback changed: an interface's ARP sender
+  /// (its primary address) may have moved, and ARP flux is to analyse again.
+  bool link_addresses = false;
 
   void merge(Touched other);
 };

@@ -278,7 +278,7 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
     const bool side_effect = is_side_effect(event.delta);
     std::string cause = side_effect ? std::string() : describe(event.delta, cache_);
     Touched t = apply_delta(cache_, event.delta);
-    if (t.routing || t.host || t.all) flux_dirty_ = true;
+    if (t.routing || t.host || t.all || t.link_addresses) flux_dirty_ = true;
     if (!t.changed && !t.resync) continue;
     const bool ours = std::find(options_.own_portids.begin(), options_.own_portids.end(), event.sender_portid) !=
                       options_.own_portids.end();
@@ -305,6 +305,11 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
   }
   if (touched.resync) request_resync(out, "a kernel event did not fit what arpguard knew: full resync");
   if (!touched.changed) return;
+  // Addresses come and go on a busy NIC by the thousand: the host half is made
+  // again only when one of them moves what it holds.
+  if (touched.link_addresses && !touched.host && !touched.all) {
+    touched.host = !senders_unmoved(policy_, desired_.vips, cache_, desired_.host);
+  }
   if (touched.host || touched.all) rebuild_desired_host();
   merge_scope(pending_, touched.all ? DiffScope::all() : DiffScope::of(touched.regions, touched.host));
   pending_any_ = true;

@@ -143,7 +143,7 @@ TEST_CASE("a removed link takes its routes with it, as the kernel does without t
   CHECK_FALSE(o.anything_local_in(IpRange::of(prefix("198.51.100.0/28"))));
 }
 
-TEST_CASE("addresses: their own address region; host-wide only off loopback") {
+TEST_CASE("addresses: their own address region; off loopback, a link address (its ARP sender may move)") {
   Observed o = fresh_machine();
   const AddressKey on_lo{ip("192.0.2.10"), 32, kLo};
   const AddressKey on_eth0{ip("192.0.2.10"), 32, kEth0};
@@ -153,11 +153,13 @@ TEST_CASE("addresses: their own address region; host-wide only off loopback") {
   CHECK(t.changed);
   CHECK(t.regions == std::vector<IpRange>{range("192.0.2.10", "192.0.2.10")});
   CHECK_FALSE(t.host);
+  CHECK_FALSE(t.link_addresses);
   CHECK(o.addresses.at(on_lo) == info);
   CHECK(o.addresses_by_link.count(kLo) == 0);  // the index holds no loopback addresses
 
   t = apply_delta(o, delta::AddressUpsert{on_eth0, info});
-  CHECK(t.host);
+  CHECK(t.link_addresses);
+  CHECK_FALSE(t.host);  // the Supervisor decides whether it moved a sender
   CHECK(o.addresses_by_link.at(kEth0).count(on_eth0) == 1);
 
   SUBCASE("the same address again: unchanged") {
@@ -171,7 +173,7 @@ TEST_CASE("addresses: their own address region; host-wide only off loopback") {
   SUBCASE("removed, then removed again: the second changes nothing but still names the region") {
     t = apply_delta(o, delta::AddressRemoved{on_eth0});
     CHECK(t.changed);
-    CHECK(t.host);
+    CHECK(t.link_addresses);
     CHECK(o.addresses.count(on_eth0) == 0);
     CHECK(o.addresses_by_link.at(kEth0).count(on_eth0) == 0);
     const std::string after = snapshot(o);

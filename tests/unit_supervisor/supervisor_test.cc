@@ -67,6 +67,40 @@ TEST_CASE("a deleted VIP is repaired, logged with its cause and counted as one r
   CHECK(rig.ready().ready);
 }
 
+TEST_CASE("addresses beside a NIC's own leave its rule alone; its own address gone moves the ARP sender") {
+  Rig rig(kOneVip);
+  const AddressInfo info{kScopeGlobal, kAddrFlagPermanent};
+  const size_t before = rig.kernel.writes.size();
+  rig.kernel.foreign_add_address(address("10.9.0.1/32", 2), info);
+  rig.kernel.foreign_add_address(address("172.16.0.1/32", 2), info);
+  rig.settle();
+  CHECK(rig.kernel.writes.size() == before);  // eth0's sender is still its own 192.0.2.1
+  rig.kernel.foreign_delete_address(address("192.0.2.1/24", 2));
+  rig.settle();
+  CHECK(rig.kernel_meets_policy());  // the rule now puts 10.9.0.1 in place of a VIP
+  CHECK(rig.kernel.writes.size() > before);
+  rig.kernel.foreign_add_address(address("192.0.2.1/24", 2), info);
+  rig.settle();
+  CHECK(rig.kernel_meets_policy());
+}
+
+TEST_CASE("notifications the loop let wait are read before the debounce fires: one repair for the burst") {
+  Rig rig(kOneVip + "[[vip]]\naddress = \"192.0.2.11\"\n");
+  rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
+  rig.driver->drain_events();
+  REQUIRE(rig.driver->events_can_wait());  // the debounce is armed
+  // arpguardd does not wake for this one: it waits in its socket.
+  rig.kernel.foreign_delete_address(address("192.0.2.11/32"));
+  rig.host.clock = rig.driver->next_timer();
+  rig.driver->fire_due_timers(rig.host.clock);
+  CHECK_FALSE(rig.driver->events_can_wait());
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.has_address("192.0.2.11/32"));
+  CHECK(rig.status().repairs_total == 1);
+  CHECK(rig.logged("repair after RTM_DELADDR 192.0.2.10/32 dev lo; RTM_DELADDR 192.0.2.11/32 dev lo: "
+                   "add vip 192.0.2.10/32 dev lo; add vip 192.0.2.11/32 dev lo"));
+}
+
 TEST_CASE("each kind of nft drift is repaired: element, rule, whole table") {
   Rig rig("[agent]\nown_nft_table = false\n" + kOneVip);
   const nft::TableId arp = rules::arp_table_id();

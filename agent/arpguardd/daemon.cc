@@ -447,7 +447,9 @@ int Daemon::run() {
       if (fd == signal_fd_) {
         on_signal();
       } else if (fd == rtnl_events_->fd() || fd == nft_events_->fd()) {
-        if (!driver_->events_can_wait() || !hold_events(true)) driver_->drain_events();
+        // Read now, then let the next ones wait for the debounce this arms.
+        if (!events_held_) driver_->drain_events();
+        if (driver_->events_can_wait() && !events_held_ && !hold_events(true)) driver_->drain_events();
       } else if (nflog_ && fd == nflog_->fd()) {
         drain_wire();
       } else if (lock_fd_ >= 0 && fd == lock_fd_) {

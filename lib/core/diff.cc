@@ -47,11 +47,13 @@ DiffScope normalized(const DiffScope& scope) {
 // prefix overlaps `region`: those starting inside it, found by lower_bound,
 // and those starting before it that contain region.first, one candidate
 // prefix per length. O(bits * log n + k), never a walk over all of them.
+// Only the lengths in `lengths` are tried.
 template <class Ordered, class PrefixOf, class LowestKey, class Visit>
-void for_each_overlapping(const Ordered& ordered, const IpRange& region, PrefixOf prefix_of, LowestKey lowest_key,
-                          Visit visit) {
+void for_each_overlapping(const Ordered& ordered, const IpRange& region, const PrefixLengths& lengths, PrefixOf prefix_of,
+                          LowestKey lowest_key, Visit visit) {
   const int bits = region.first.bits();
   for (int length = 0; length < bits; ++length) {
+    if (!lengths.has(region.first.family, length)) continue;
     const IpPrefix candidate{IpPrefix{region.first, static_cast<uint8_t>(length)}.first(), static_cast<uint8_t>(length)};
     if (candidate.address == region.first) continue;  // starts inside the region: the walk below finds it
     for (auto it = ordered.lower_bound(lowest_key(candidate)); it != ordered.end() && prefix_of(*it) == candidate; ++it) {
@@ -111,10 +113,10 @@ std::vector<ManagedVip> managed_in_scope(const Observed& observed, const DiffSco
   } else {
     for (const IpRange& region : scope.regions) {
       for_each_overlapping(
-          observed.state.vips, region, [](const ManagedVip& v) { return v.prefix; },
+          observed.state.vips, region, observed.managed_lengths, [](const ManagedVip& v) { return v.prefix; },
           [](const IpPrefix& p) { return ManagedVip{p, VipKind::kAddress, ""}; }, take_vip);
       for_each_overlapping(
-          observed.local_routes, region, [](const auto& route) { return route.first.destination; },
+          observed.local_routes, region, observed.managed_lengths, [](const auto& route) { return route.first.destination; },
           [](const IpPrefix& p) { return RouteKey{p, 0}; }, take_route);
     }
   }
@@ -122,6 +124,26 @@ std::vector<ManagedVip> managed_in_scope(const Observed& observed, const DiffSco
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
+
+}  // namespace
+
+bool concerns_arpguard(const Desired& desired, const Observed& observed, const IpRange& region) {
+  const DiffScope scope = DiffScope::of({region}, false);
+  if (!vips_in_scope(desired.vips, scope).empty()) return true;
+  const std::vector<IpPrefix>& redirected = desired.vips.redirected;  // sorted, apart
+  auto after = std::upper_bound(redirected.begin(), redirected.end(), region.last,
+                                [](const IpAddress& a, const IpPrefix& p) { return a < p.first(); });
+  if (after != redirected.begin() && IpRange::of(*std::prev(after)).overlaps(region)) return true;
+  if (!managed_in_scope(observed, scope).empty()) return true;
+  for (const auto& [id, table] : observed.tables) {
+    for (const auto& [name, set] : table.sets) {
+      if (!set.elements_overlapping(region).empty()) return true;
+    }
+  }
+  return false;
+}
+
+namespace {
 
 class Differ {
  public:

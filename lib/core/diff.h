@@ -35,6 +35,11 @@ struct DiffScope {
 /// is never removed while that address is configured anywhere (I8).
 Plan Diff(const Desired& desired, const Observed& observed, const DiffScope& scope = DiffScope::all());
 
+/// True when a diff scoped to `region` could plan anything there: it overlaps
+/// a VIP of the policy, one arpguard manages, or an element of one of its sets.
+/// An address someone adds on a busy NIC outside all of them is not news.
+bool concerns_arpguard(const Desired& desired, const Observed& observed, const IpRange& region);
+
 /// The plan that undoes arpguard (on_stop = "remove"), one step of it: while
 /// VIPs arpguard manages are present it deletes them; once they are gone it
 /// deletes the tables and restores the recorded sysctls, keeping the

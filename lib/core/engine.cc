@@ -66,6 +66,11 @@ Result<Observed> Engine::observe() {
   auto read_tables = tables.get();
   if (!read_tables) return read_tables.error();
   observed.tables = std::move(*read_tables);
+  observed.managed_lengths = {};
+  for (const ManagedVip& vip : observed.state.vips) observed.managed_lengths.add(vip.prefix);
+  for (const auto& [key, info] : observed.local_routes) {
+    if (info.protocol == kRouteProtoArpguard) observed.managed_lengths.add(key.destination);
+  }
   return observed;
 }
 

@@ -6,6 +6,7 @@
 // data; no syscalls; thread-compatible.
 #pragma once
 
+#include <bitset>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -220,6 +221,22 @@ struct ObservedTable {
   bool owned() const { return (flags & nft::kTableFlagOwner) != 0; }
 };
 
+/// Which prefix lengths occur, per family: lookups of what contains an address
+/// try only these. A superset is always correct; all of them is the default.
+struct PrefixLengths {
+  std::bitset<129> v4;
+  std::bitset<129> v6;
+
+  static PrefixLengths all() {
+    PrefixLengths out;
+    out.v4.set();
+    out.v6.set();
+    return out;
+  }
+  void add(const IpPrefix& prefix) { (prefix.family() == Family::kV4 ? v4 : v6).set(prefix.length); }
+  bool has(Family family, int length) const { return (family == Family::kV4 ? v4 : v6).test(static_cast<size_t>(length)); }
+};
+
 struct Observed {
   std::map<int, Link> links;
   std::map<AddressKey, AddressInfo> addresses;  ///< every address, ordered by address
@@ -236,6 +253,8 @@ struct Observed {
   uint32_t nft_portid = 0;                      ///< our nfnetlink port: a table it owns is ours
   ManagedState state;
   std::optional<std::string> state_error;       ///< the record could not be read: ownership unknown
+  /// The lengths of what arpguard may own: recorded VIPs and routes with its mark (a superset).
+  PrefixLengths managed_lengths = PrefixLengths::all();
 
   void put_address(const AddressKey& key, const AddressInfo& info);
   void remove_address(const AddressKey& key);

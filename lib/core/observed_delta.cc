@@ -111,6 +111,7 @@ Touched apply_delta(Observed& observed, const Delta& change) {
             auto it = observed.local_routes.find(d.key);
             const bool changed = it == observed.local_routes.end() || !(it->second == d.info);
             observed.local_routes[d.key] = d.info;
+            if (d.info.protocol == kRouteProtoArpguard) observed.managed_lengths.add(d.key.destination);
             return region(IpRange::of(d.key.destination), changed);
           },
           [&](const delta::RouteRemoved& d) {

@@ -16,6 +16,9 @@ namespace {
 
 constexpr double kInconclusiveAuditRetry = 5.0;  // seconds
 constexpr double kDebounceSeconds = 0.001;  // folds a burst (`ip addr flush`) into one repair
+// Changes of nothing arpguard's (addresses on a busy NIC) are read in batches
+// this far apart; one of arpguard's among them waits at most this long.
+constexpr double kQuietBatchSeconds = 0.004;
 constexpr double kFirstRetry = 0.1;
 constexpr double kMaxRetry = 30.0;
 constexpr double kObserveRetry = 1.0;
@@ -274,20 +277,29 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
   if (in.lost) request_resync(out, "kernel events were lost (socket overrun): full resync");
   if (!have_cache_) return;  // the dump under way will hold them
   Touched touched;
+  bool cache_changed = false;
   for (const KernelEvent& event : in.events) {
     const bool side_effect = is_side_effect(event.delta);
-    std::string cause = side_effect ? std::string() : describe(event.delta, cache_);
+    // Described before it is applied: a removal names what it removed.
+    std::optional<std::string> cause;
+    if (!side_effect && causes_.size() < kCausesKept) cause = describe(event.delta, cache_);
     Touched t = apply_delta(cache_, event.delta);
     if (t.routing || t.host || t.all || t.link_addresses) flux_dirty_ = true;
     if (!t.changed && !t.resync) continue;
+    cache_changed |= t.changed;
+    const bool lost_silently = route_vips_lost_silently(event.delta);
+    t.resync |= lost_silently;
+    // Only what concerns arpguard is news: not the thousands of addresses a busy NIC gains and loses.
+    std::erase_if(t.regions, [&](const IpRange& r) { return !concerns_arpguard(desired_, cache_, r); });
+    if (t.link_addresses && !t.host && !t.all) t.host = !senders_unmoved(policy_, desired_.vips, cache_, desired_.host);
+    if (!t.all && !t.host && !t.every_vip && !t.resync && t.regions.empty()) continue;
     const bool ours = std::find(options_.own_portids.begin(), options_.own_portids.end(), event.sender_portid) !=
                       options_.own_portids.end();
     if (!ours && !side_effect) {
-      if (causes_.size() < kCausesKept) causes_.push_back(std::move(cause));
+      if (cause) causes_.push_back(std::move(*cause));
       ++foreign_changes_;
     }
-    if (route_vips_lost_silently(event.delta)) {
-      t.resync = true;
+    if (lost_silently) {
       touched.merge(std::move(t));
       continue;
     }
@@ -304,11 +316,11 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
     touched.merge(std::move(t));
   }
   if (touched.resync) request_resync(out, "a kernel event did not fit what arpguard knew: full resync");
-  if (!touched.changed) return;
-  // Addresses come and go on a busy NIC by the thousand: the host half is made
-  // again only when one of them moves what it holds.
-  if (touched.link_addresses && !touched.host && !touched.all) {
-    touched.host = !senders_unmoved(policy_, desired_.vips, cache_, desired_.host);
+  if (!touched.changed) {
+    // Nothing of arpguard's: the debounce only lets the next notifications
+    // wait in their sockets (Driver::events_can_wait), a burst read at once.
+    if (cache_changed && !applying_) schedule_debounce(now, out, kQuietBatchSeconds);
+    return;
   }
   if (touched.host || touched.all) rebuild_desired_host();
   merge_scope(pending_, touched.all ? DiffScope::all() : DiffScope::of(touched.regions, touched.host));
@@ -318,7 +330,7 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
   } else {
     readiness_dirty_.insert(readiness_dirty_.end(), touched.regions.begin(), touched.regions.end());
   }
-  if (!applying_) schedule_debounce(now, out);
+  if (!applying_) schedule_debounce(now, out, kDebounceSeconds);
 }
 
 bool Supervisor::is_side_effect(const Delta& change) const {
@@ -370,10 +382,10 @@ void Supervisor::rebuild_desired_host() {
   desired_.host = make_desired_host(policy_, desired_.vips, cache_, /*daemon=*/true);
 }
 
-void Supervisor::schedule_debounce(double now, Out& out) {
-  if (debounce_armed_) return;
-  debounce_armed_ = true;
-  out.emplace_back(command::ArmTimer{TimerId::kDebounce, now + kDebounceSeconds});
+void Supervisor::schedule_debounce(double now, Out& out, double delay) {
+  if (debounce_at_ >= 0 && debounce_at_ <= now + delay) return;
+  debounce_at_ = now + delay;
+  out.emplace_back(command::ArmTimer{TimerId::kDebounce, debounce_at_});
 }
 
 void Supervisor::arm_retry(double at, Out& out) {
@@ -581,7 +593,10 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
     last_blocked_.clear();
   }
   if (outcome.state_error) log(out, LogLevel::kError, fmt::format("cannot record state: {}", outcome.state_error->message()));
-  for (const ManagedVip& vip : outcome.state.added) cache_.state.vips.insert(vip);
+  for (const ManagedVip& vip : outcome.state.added) {
+    cache_.state.vips.insert(vip);
+    cache_.managed_lengths.add(vip.prefix);
+  }
   for (const ManagedVip& vip : outcome.state.removed) cache_.state.vips.erase(vip);
   for (const auto& [key, value] : outcome.state.origins) cache_.state.sysctl_origin.emplace(key, value);
   const bool complete = failed.empty() && outcome.blocked.empty();
@@ -629,7 +644,7 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
 void Supervisor::on_timer(TimerId id, double now, Out& out) {
   switch (id) {
     case TimerId::kDebounce:
-      debounce_armed_ = false;
+      debounce_at_ = -1;
       reconcile(now, out);
       break;
     case TimerId::kRetry:

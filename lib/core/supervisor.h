@@ -184,7 +184,7 @@ class Supervisor {
   void continue_removal(double now, Out& out);
   void forget_failures_not_in(const Plan& plan, const DiffScope& scope, Out& out);
   void request_resync(Out& out, const char* why);
-  void schedule_debounce(double now, Out& out);
+  void schedule_debounce(double now, Out& out, double delay);
   void arm_retry(double at, Out& out);
   void rebuild_desired_host();
   /// desired_.vips, and what is derived from it.
@@ -220,7 +220,7 @@ class Supervisor {
   bool pending_any_ = true;
   std::vector<std::string> causes_;   ///< foreign changes since the last reconcile, for the repair log
   uint64_t foreign_changes_ = 0;      ///< changes others made since the last reconcile
-  bool debounce_armed_ = false;
+  double debounce_at_ = -1;  ///< when the armed debounce fires; -1 when none is
   bool applying_ = false;
   bool resync_in_flight_ = false;
   bool audit_in_flight_ = false;

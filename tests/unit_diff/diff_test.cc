@@ -881,3 +881,27 @@ TEST_CASE("the rewrite rule's sender is the interface's address with the widest 
           return l.find("arp saddr ip set 10.9.0.1") != std::string::npos;
         }) != lines.end());
 }
+
+TEST_CASE("what concerns arpguard: VIPs wanted, redirected or managed, and elements of its sets; nothing else") {
+  const Policy policy = policy_of(vip("192.0.2.10") + vip("10.100.0.0/24") + vip("198.51.100.7", "method = \"redirect\""));
+  Observed observed = converged(policy);
+  observed.local_routes[RouteKey{prefix("10.9.0.0/16"), 0}] = RouteInfo{kLo, kRouteProtoArpguard, kScopeHost};
+  observed.state.vips.insert(ManagedVip{prefix("10.8.0.0/30"), VipKind::kAddress, "lo"});
+  add_elements(arp_vips(observed), {rules::vip_element(range("172.20.0.0", "172.20.0.255"))});  // someone else's
+  const Desired desired = desired_of(policy, observed);
+  auto concerns = [&](std::string_view first, std::string_view last) {
+    return concerns_arpguard(desired, observed, range(first, last));
+  };
+  CHECK(concerns("192.0.2.10", "192.0.2.10"));
+  CHECK(concerns("192.0.2.0", "192.0.2.255"));    // a region around a VIP
+  CHECK(concerns("10.100.0.77", "10.100.0.77"));  // inside a prefix VIP
+  CHECK(concerns("198.51.100.7", "198.51.100.7"));
+  CHECK(concerns("10.9.3.4", "10.9.3.4"));        // inside a route arpguard made
+  CHECK(concerns("10.8.0.2", "10.8.0.2"));        // inside a VIP it recorded
+  CHECK(concerns("172.20.0.9", "172.20.0.9"));    // inside an element of its set
+  CHECK_FALSE(concerns("192.0.2.11", "192.0.2.11"));
+  CHECK_FALSE(concerns("172.16.0.1", "172.16.0.1"));
+  CHECK_FALSE(concerns("10.100.1.0", "10.100.1.0"));
+  CHECK_FALSE(concerns("198.51.100.8", "198.51.100.255"));
+  CHECK_FALSE(concerns("2001:db8::1", "2001:db8::1"));
+}

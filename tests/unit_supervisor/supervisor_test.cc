@@ -101,6 +101,24 @@ TEST_CASE("notifications the loop let wait are read before the debounce fires: o
                    "add vip 192.0.2.10/32 dev lo; add vip 192.0.2.11/32 dev lo"));
 }
 
+TEST_CASE("changes of nothing arpguard's are read in batches 4 ms apart; one of its own is repaired within 1 ms") {
+  Rig rig(kOneVip);
+  const double t0 = rig.host.clock;
+  rig.kernel.foreign_add_address(address("172.16.0.1/32", 2), AddressInfo{kScopeGlobal, kAddrFlagPermanent});
+  rig.driver->drain_events();
+  CHECK(rig.driver->events_can_wait());
+  CHECK(rig.driver->next_timer() == doctest::Approx(t0 + 0.004));
+  CHECK(rig.status().repairs_total == 0);
+  // A VIP deleted meanwhile (read early here, as a readiness query does) brings the debounce forward.
+  rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
+  rig.driver->drain_events();
+  CHECK(rig.driver->next_timer() == doctest::Approx(t0 + 0.001));
+  rig.host.clock = rig.driver->next_timer();
+  rig.driver->fire_due_timers(rig.host.clock);
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.logged("repair after RTM_DELADDR 192.0.2.10/32 dev lo: add vip 192.0.2.10/32 dev lo"));
+}
+
 TEST_CASE("each kind of nft drift is repaired: element, rule, whole table") {
   Rig rig("[agent]\nown_nft_table = false\n" + kOneVip);
   const nft::TableId arp = rules::arp_table_id();

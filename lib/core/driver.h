@@ -51,10 +51,10 @@ class Driver {
   void refresh_for_query();
   /// Fires every timer due at `now`, after reading the notifications pending.
   void fire_due_timers(double now);
-  /// While a debounce is armed, notifications may wait in their sockets: it
-  /// reads them all before it fires, so a burst costs a wake-up per debounce
-  /// rather than one per notification, and a repair sees the same events.
-  bool events_can_wait() const { return timers_.count(TimerId::kDebounce) != 0; }
+  /// Notifications may wait in their sockets (Supervisor::events_can_wait):
+  /// the debounce reads them all before it fires, so a burst of changes of
+  /// nothing arpguard's costs a wake-up per batch, not one per notification.
+  bool events_can_wait() const { return supervisor_.events_can_wait(); }
   /// The earliest timer, or +infinity.
   double next_timer() const;
   /// The answer to reload request `request`, once there is one.

@@ -18,6 +18,22 @@ namespace arpguard {
 
 __extension__ using Uint128 = unsigned __int128;
 
+/// A 128-bit value stored as two 64-bit halves: aligned to 8, so an address
+/// takes 24 bytes rather than 32 (and a prefix 32 rather than 48) in caches
+/// of 100,000 VIPs. It converts to and from Uint128 by value, never by
+/// reference: an 8-aligned Uint128 would be undefined behaviour.
+class PackedUint128 {
+ public:
+  constexpr PackedUint128() = default;
+  constexpr PackedUint128(Uint128 v) : high_(static_cast<uint64_t>(v >> 64)), low_(static_cast<uint64_t>(v)) {}  // NOLINT: implicit by design
+  // Compared, shifted and added as the Uint128 it converts to.
+  constexpr operator Uint128() const { return (static_cast<Uint128>(high_) << 64) | low_; }  // NOLINT: implicit by design
+
+ private:
+  uint64_t high_ = 0;
+  uint64_t low_ = 0;
+};
+
 enum class Family : uint8_t { kV4 = 4, kV6 = 6 };
 
 /// "IPv4" or "IPv6".
@@ -27,7 +43,7 @@ int address_family(Family family);
 
 struct IpAddress {
   Family family = Family::kV4;
-  Uint128 value = 0;  ///< host order; IPv4 in the low 32 bits
+  PackedUint128 value;  ///< host order; IPv4 in the low 32 bits
 
   auto operator<=>(const IpAddress&) const = default;
 

@@ -155,6 +155,11 @@ class Supervisor {
 
   const Policy& policy() const { return policy_; }
   bool converged() const { return converged_; }
+  /// Only changes of nothing arpguard's came since the last round: the next
+  /// notifications may wait in their sockets until the debounce reads them.
+  /// A change of its own is read as it comes (a deleted table at 100,000 VIPs
+  /// sends more than a socket holds).
+  bool events_can_wait() const { return debounce_at_ >= 0 && !pending_any_ && !applying_; }
 
  private:
   using Out = std::vector<Command>;

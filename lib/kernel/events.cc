@@ -18,8 +18,6 @@ namespace arpguard {
 
 namespace {
 
-constexpr size_t kReceiveChunk = 256 * 1024;
-
 // Splits a datagram into messages by their headers, checked as unsigned
 // lengths (mnl_nlmsg_ok compares them as int, so a length of 2^31 or more
 // would pass). A header that does not fit the bytes left ends the walk with an
@@ -86,7 +84,6 @@ Result<std::unique_ptr<EventSocket>> EventSocket::open(Kind kind, int receive_bu
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
   }
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  events->buffer_.resize(kReceiveChunk);
   return events;
 }
 

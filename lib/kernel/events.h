@@ -14,6 +14,7 @@
 
 #include "core/observed_delta.h"
 #include "core/status.h"
+#include "kernel/recv_buffer.h"
 
 struct mnl_socket;
 
@@ -45,7 +46,7 @@ class EventSocket {
   EventSocket(mnl_socket* sock, Kind kind) : sock_(sock), kind_(kind) {}
   mnl_socket* sock_;
   Kind kind_;
-  std::vector<char> buffer_;
+  RecvBuffer buffer_{256 * 1024};  ///< any datagram rtnetlink or nftables sends
 };
 
 }  // namespace arpguard

@@ -230,7 +230,7 @@ int configure(mnl_socket* sock, uint16_t group, uint32_t seq, const std::functio
 
   const int fd = mnl_socket_get_fd(sock);
   const uint32_t portid = mnl_socket_get_portid(sock);
-  std::vector<char> buffer(kReceiveChunk);
+  RecvBuffer buffer(kReceiveChunk);
   for (int waits = 0; waits < 50; ++waits) {
     pollfd readable{fd, POLLIN, 0};
     if (poll(&readable, 1, 100) < 0 && errno != EINTR) return errno;

@@ -15,6 +15,7 @@
 
 #include "core/status.h"
 #include "core/wire.h"
+#include "kernel/recv_buffer.h"
 
 struct mnl_socket;
 struct nlmsghdr;
@@ -71,7 +72,7 @@ class NflogSocket {
   mnl_socket* sock_ = nullptr;
   uint16_t group_ = 0;
   uint64_t undecodable_ = 0;
-  std::vector<char> buffer_;
+  RecvBuffer buffer_;
 };
 
 }  // namespace arpguard

@@ -20,6 +20,7 @@
 #include <functional>
 
 #include "kernel/nft_codec.h"
+#include "kernel/recv_buffer.h"
 
 namespace arpguard {
 
@@ -110,7 +111,7 @@ class CommitWatch {
   explicit CommitWatch(mnl_socket* sock) : sock_(sock), buffer_(kReceiveBuffer) {}
   static constexpr int kNotificationWaitMs = 200;
   mnl_socket* sock_;
-  std::vector<char> buffer_;  ///< one for every read of the watch
+  RecvBuffer buffer_;  ///< one for every read of the watch
 };
 
 }  // namespace
@@ -156,7 +157,7 @@ Result<std::vector<NftTables::BatchError>> NftTables::send(const std::vector<iov
 
   // nfnetlink handles a batch inside sendmsg(): every ack is queued by now.
   std::vector<BatchError> errors;
-  std::vector<char> buffer(kReceiveBuffer);
+  RecvBuffer buffer(kReceiveBuffer);
   for (;;) {
     const ssize_t n = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
     if (n < 0) {
@@ -200,7 +201,7 @@ namespace {
 // One request, then every reply message to `on_message` until the dump (or ack) ends.
 Status talk(mnl_socket* sock, uint32_t portid, uint32_t& seq_counter, uint16_t type, uint16_t family, uint16_t flags,
             const std::function<void(nlmsghdr*)>& build, Callback on_message, const std::string& what) {
-  std::vector<char> buffer(kReceiveBuffer);
+  RecvBuffer buffer(kReceiveBuffer);
   const uint32_t seq = seq_counter++;
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buffer.data(), type, family, flags, seq);
   build(nlh);

@@ -86,10 +86,11 @@ TEST_CASE("addresses beside a NIC's own leave its rule alone; its own address go
 
 TEST_CASE("notifications the loop let wait are read before the debounce fires: one repair for the burst") {
   Rig rig(kOneVip + "[[vip]]\naddress = \"192.0.2.11\"\n");
-  rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
+  rig.kernel.foreign_add_address(address("172.16.0.1/32", 2), AddressInfo{kScopeGlobal, kAddrFlagPermanent});
   rig.driver->drain_events();
-  REQUIRE(rig.driver->events_can_wait());  // the debounce is armed
-  // arpguardd does not wake for this one: it waits in its socket.
+  REQUIRE(rig.driver->events_can_wait());  // nothing of arpguard's: a batch is armed
+  // arpguardd does not wake for these: they wait in their socket.
+  rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
   rig.kernel.foreign_delete_address(address("192.0.2.11/32"));
   rig.host.clock = rig.driver->next_timer();
   rig.driver->fire_due_timers(rig.host.clock);
@@ -113,6 +114,7 @@ TEST_CASE("changes of nothing arpguard's are read in batches 4 ms apart; one of 
   rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
   rig.driver->drain_events();
   CHECK(rig.driver->next_timer() == doctest::Approx(t0 + 0.001));
+  CHECK_FALSE(rig.driver->events_can_wait());  // a change of its own: the next ones are read as they come
   rig.host.clock = rig.driver->next_timer();
   rig.driver->fire_due_timers(rig.host.clock);
   CHECK(rig.has_address("192.0.2.10/32"));

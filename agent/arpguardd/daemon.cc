@@ -399,17 +399,26 @@ void Daemon::on_signal() {
 // Stops or resumes waking for kernel notifications. Held, they wait in their
 // sockets until the debounce reads them (Driver::events_can_wait).
 bool Daemon::hold_events(bool hold) {
-  for (int fd : {rtnl_events_->fd(), nft_events_->fd()}) {
-    epoll_event event{};
-    event.events = hold ? 0u : static_cast<uint32_t>(EPOLLIN);
-    event.data.fd = fd;
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event) != 0) {
-      log::error("epoll_ctl: {}: kernel notifications are read at each turn of the loop", std::strerror(errno));
-      return false;
+  auto interest = [&](bool held) {
+    for (int fd : {rtnl_events_->fd(), nft_events_->fd()}) {
+      epoll_event event{};
+      event.events = held ? 0u : static_cast<uint32_t>(EPOLLIN);
+      event.data.fd = fd;
+      if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event) != 0) return false;
     }
+    return true;
+  };
+  if (interest(hold)) {
+    events_held_ = hold;
+    hold_failed_ = false;
+    return true;
   }
-  events_held_ = hold;
-  return true;
+  if (!hold_failed_) {
+    log::error("epoll_ctl: {}: kernel notifications are read at each turn of the loop", std::strerror(errno));
+  }
+  hold_failed_ = true;
+  if (hold) interest(false);  // both sockets wake the loop again, or neither was held
+  return false;
 }
 
 double Daemon::next_wakeup() const {
@@ -447,8 +456,9 @@ int Daemon::run() {
       if (fd == signal_fd_) {
         on_signal();
       } else if (fd == rtnl_events_->fd() || fd == nft_events_->fd()) {
-        // Read now, then let the next ones wait for the debounce this arms.
-        if (!events_held_) driver_->drain_events();
+        // Read now (held, a socket wakes the loop only with an error, such as
+        // an overrun, which the read takes), then let the next ones wait.
+        driver_->drain_events();
         if (driver_->events_can_wait() && !events_held_ && !hold_events(true)) driver_->drain_events();
       } else if (nflog_ && fd == nflog_->fd()) {
         drain_wire();

@@ -79,6 +79,7 @@ class Daemon final : public Host {
   double next_watchdog_ = -1;
   uint64_t next_request_ = 1;
   bool events_held_ = false;  ///< the loop does not wake for kernel notifications (Driver::events_can_wait)
+  bool hold_failed_ = false;  ///< said once that epoll_ctl failed
 };
 
 }  // namespace arpguard

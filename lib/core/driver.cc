@@ -46,6 +46,7 @@ void Driver::enqueue(std::vector<Command> commands) {
 }
 
 void Driver::feed(Input input) {
+  pull_events();  // a reload, drain or stop acts on a cache with nothing waiting
   enqueue(supervisor_.handle(std::move(input), host_.now()));
   execute();
 }

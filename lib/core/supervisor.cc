@@ -291,7 +291,12 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
     t.resync |= lost_silently;
     // Only what concerns arpguard is news: not the thousands of addresses a busy NIC gains and loses.
     std::erase_if(t.regions, [&](const IpRange& r) { return !concerns_arpguard(desired_, cache_, r); });
-    if (t.link_addresses && !t.host && !t.all) t.host = !senders_unmoved(policy_, desired_.vips, cache_, desired_.host);
+    // One of arpguard's: host-wide too, as any address change on a NIC was (a
+    // table kept for an address there goes once the address has gone). Else
+    // only when it moves the NIC's ARP sender.
+    if (t.link_addresses && !t.host && !t.all) {
+      t.host = !t.regions.empty() || !senders_unmoved(policy_, desired_.vips, cache_, desired_.host);
+    }
     if (!t.all && !t.host && !t.every_vip && !t.resync && t.regions.empty()) continue;
     const bool ours = std::find(options_.own_portids.begin(), options_.own_portids.end(), event.sender_portid) !=
                       options_.own_portids.end();

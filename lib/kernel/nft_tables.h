@@ -17,6 +17,8 @@ struct iovec;
 
 namespace arpguard {
 
+class CommitWatch;
+
 class NftTables final : public NftApi {
  public:
   static Result<std::unique_ptr<NftTables>> open();
@@ -29,7 +31,7 @@ class NftTables final : public NftApi {
   Status apply(const std::vector<NftChange>& changes) override;
 
  private:
-  NftTables(mnl_socket* sock, uint32_t portid) : sock_(sock), portid_(portid) {}
+  NftTables(mnl_socket* sock, uint32_t portid);
   struct BatchError {
     uint32_t seq;
     int error;
@@ -47,6 +49,7 @@ class NftTables final : public NftApi {
   uint32_t portid_;
   uint32_t seq_ = 1;
   std::optional<bool> persist_supported_;
+  std::unique_ptr<CommitWatch> watch_;  ///< notifications during a read, opened at the first
 };
 
 }  // namespace arpguard

@@ -822,6 +822,25 @@ TEST_CASE("cache: commits to other tables, without a pause, neither fail nor spo
   }
 }
 
+// Whether the kernel has NFT_TABLE_F_PERSIST is asked once per process, by a
+// transaction that makes a table and deletes it again: nothing may stay.
+TEST_CASE("cache: the PERSIST probe leaves no table behind, and answers the same each time") {
+  EnteredNetns netns;
+  arpguard::testing::TempDir dir;
+  std::optional<bool> first;
+  for (int i = 0; i < 3; ++i) {
+    auto kernel = SystemKernel::open(dir.path() + "/state");
+    REQUIRE(kernel);
+    auto supported = (*kernel)->apis().nft.persist_supported();
+    REQUIRE_MESSAGE(supported, supported.error().message());
+    if (!first) first = *supported;
+    CHECK(*supported == *first);
+    const CommandResult tables = run_here("nft list tables");
+    CHECK(tables.exit_code == 0);
+    CHECK_MESSAGE(tables.out.empty(), tables.out);
+  }
+}
+
 int main(int argc, char** argv) {
   if (geteuid() != 0) {
     std::fprintf(stderr, "the cache suite needs root (network namespaces); skipped\n");

@@ -823,7 +823,7 @@ TEST_CASE("cache: commits to other tables, without a pause, neither fail nor spo
 }
 
 // Whether the kernel has NFT_TABLE_F_PERSIST is asked once per process, by a
-// transaction that makes a table and deletes it again: nothing may stay.
+// transaction made to fail: nothing may stay.
 TEST_CASE("cache: the PERSIST probe leaves no table behind, and answers the same each time") {
   EnteredNetns netns;
   arpguard::testing::TempDir dir;

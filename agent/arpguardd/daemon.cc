@@ -459,7 +459,7 @@ int Daemon::run() {
         // Read now (held, a socket wakes the loop only with an error, such as
         // an overrun, which the read takes), then let the next ones wait.
         driver_->drain_events();
-        if (driver_->events_can_wait() && !events_held_ && !hold_events(true)) driver_->drain_events();
+        if (driver_->events_can_wait() && !events_held_) hold_events(true);  // failed, they keep waking the loop
       } else if (nflog_ && fd == nflog_->fd()) {
         drain_wire();
       } else if (lock_fd_ >= 0 && fd == lock_fd_) {

@@ -297,6 +297,7 @@ input::Events Daemon::drain_events() {
   for (EventSocket* socket : {rtnl_events_.get(), nft_events_.get()}) {
     if (Status s = socket->drain(in.events, in.lost); !s) in.error = s.error();
   }
+  in.nftables_whole = nft_events_->between_transactions();
   return in;
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <utility>
 
 #include "arpguard_config.h"
@@ -32,6 +33,21 @@ constexpr size_t kReasonsSummarised = 10;
 constexpr size_t kNotReadyVipsShown = 100;
 constexpr int kRemovalSteps = 4;
 constexpr double kFailureLogSeconds = 60;
+
+// Whether nftables notified the change (its commits end with a mark, NEWGEN;
+// rtnetlink's changes have none).
+bool from_nftables(const Delta& change) {
+  return std::visit(
+      [](const auto& c) {
+        using T = std::decay_t<decltype(c)>;
+        return std::is_same_v<T, delta::TableUpsert> || std::is_same_v<T, delta::TableRemoved> ||
+               std::is_same_v<T, delta::ChainUpsert> || std::is_same_v<T, delta::ChainRemoved> ||
+               std::is_same_v<T, delta::SetUpsert> || std::is_same_v<T, delta::SetRemoved> ||
+               std::is_same_v<T, delta::RuleUpsert> || std::is_same_v<T, delta::RuleRemoved> ||
+               std::is_same_v<T, delta::ElementsAdded> || std::is_same_v<T, delta::ElementsRemoved>;
+      },
+      change);
+}
 
 // The VIPs among `resources` (a map keyed by Resource).
 template <class Map>
@@ -278,6 +294,7 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
   if (!have_cache_) return;  // the dump under way will hold them
   Touched touched;
   bool cache_changed = false;
+  bool rtnetlink_news = false;  // a change of arpguard's that may be one of a burst
   for (const KernelEvent& event : in.events) {
     const bool side_effect = is_side_effect(event.delta);
     // Described before it is applied: a removal names what it removed.
@@ -304,6 +321,7 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
       if (cause) causes_.push_back(std::move(*cause));
       ++foreign_changes_;
     }
+    rtnetlink_news |= !from_nftables(event.delta);
     if (lost_silently) {
       touched.merge(std::move(t));
       continue;
@@ -335,7 +353,12 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
   } else {
     readiness_dirty_.insert(readiness_dirty_.end(), touched.regions.begin(), touched.regions.end());
   }
-  if (!applying_) schedule_debounce(now, out, kDebounceSeconds);
+  // A commit nftables has finished notifying is whole: nothing of it is
+  // left to fold in, and the repair goes at once. Every moment counts there:
+  // the process that made the change, as it closes its socket, holds the
+  // nftables commit mutex for an RCU grace period (10 to 20 ms).
+  const bool whole = in.nftables_whole && !rtnetlink_news;
+  if (!applying_) schedule_debounce(now, out, whole ? 0.0 : kDebounceSeconds);
 }
 
 bool Supervisor::is_side_effect(const Delta& change) const {

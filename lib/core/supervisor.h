@@ -65,7 +65,14 @@ struct Observed {
   /// No notification came while it was read: a picture to compare the cache with.
   bool quiet = true;
 };
-struct Events { std::vector<KernelEvent> events; bool lost = false; std::optional<Error> error; };
+struct Events {
+  std::vector<KernelEvent> events;
+  bool lost = false;
+  std::optional<Error> error;
+  /// The nftables notifications read so far end at a transaction's end
+  /// (NFT_MSG_NEWGEN): no more of those commits is on its way.
+  bool nftables_whole = false;
+};
 struct Sysctls { Result<SysctlValues> values; };
 struct Conntrack { Result<std::optional<ConntrackFill>> fill; };
 struct Applied { ApplyOutcome outcome; };

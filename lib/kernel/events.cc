@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
+#include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
@@ -22,8 +23,9 @@ namespace {
 // lengths (mnl_nlmsg_ok compares them as int, so a length of 2^31 or more
 // would pass). A header that does not fit the bytes left ends the walk with an
 // Undecodable event: what it said is unknown, and the cache is read again.
+// `last_type`, when given, receives the type of the last whole message.
 template <class Decode>
-std::vector<KernelEvent> decode_each(const void* data, size_t len, Decode decode) {
+std::vector<KernelEvent> decode_each(const void* data, size_t len, Decode decode, uint16_t* last_type = nullptr) {
   std::vector<KernelEvent> events;
   const auto* bytes = static_cast<const uint8_t*>(data);
   for (size_t at = 0; at < len;) {
@@ -47,6 +49,7 @@ std::vector<KernelEvent> decode_each(const void* data, size_t len, Decode decode
       nlh = reinterpret_cast<const nlmsghdr*>(scratch.data());
     }
     if (std::optional<Delta> delta = decode(nlh)) events.push_back({header.nlmsg_pid, std::move(*delta)});
+    if (last_type) *last_type = header.nlmsg_type;
     at += std::min<size_t>(NLMSG_ALIGN(header.nlmsg_len), left);
   }
   return events;
@@ -58,9 +61,12 @@ std::vector<KernelEvent> decode_rtnetlink(const void* data, size_t len) {
   return decode_each(data, len, [](const nlmsghdr* nlh) { return rtnl::decode(nlh); });
 }
 
-std::vector<KernelEvent> decode_nftables(const void* data, size_t len) {
+std::vector<KernelEvent> decode_nftables(const void* data, size_t len, bool* ends_transaction) {
   static const std::vector<nft::TableId> ours = arpguard_tables();
-  return decode_each(data, len, [](const nlmsghdr* nlh) { return nftcodec::decode(nlh, ours); });
+  uint16_t last_type = 0;
+  auto events = decode_each(data, len, [](const nlmsghdr* nlh) { return nftcodec::decode(nlh, ours); }, &last_type);
+  if (ends_transaction) *ends_transaction = NFNL_MSG_TYPE(last_type) == NFT_MSG_NEWGEN;
+  return events;
 }
 
 Result<std::unique_ptr<EventSocket>> EventSocket::open(Kind kind, int receive_buffer) {
@@ -92,12 +98,23 @@ EventSocket::~EventSocket() { mnl_socket_close(sock_); }
 int EventSocket::fd() const { return mnl_socket_get_fd(sock_); }
 
 Status EventSocket::drain(std::vector<KernelEvent>& events, bool& lost) {
+  // A loss or a failed read leaves whatever transaction was under way unknown.
+  struct Unsure {
+    EventSocket& socket;
+    bool done = false;
+    ~Unsure() {
+      if (!done) socket.between_transactions_ = false;
+    }
+  } unsure{*this};
   for (;;) {
     sockaddr_nl from{};
     socklen_t from_len = sizeof(from);
     const ssize_t n = recvfrom(fd(), buffer_.data(), buffer_.size(), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return Status();
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        unsure.done = !lost;
+        return Status();
+      }
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {
         lost = true;
@@ -108,8 +125,9 @@ Status EventSocket::drain(std::vector<KernelEvent>& events, bool& lost) {
     // Only the kernel speaks on these sockets; a datagram another process sent
     // (anyone with CAP_NET_ADMIN in this namespace can) is not believed.
     if (from.nl_pid != 0) continue;
-    std::vector<KernelEvent> decoded = kind_ == Kind::kRtnetlink ? decode_rtnetlink(buffer_.data(), static_cast<size_t>(n))
-                                                                  : decode_nftables(buffer_.data(), static_cast<size_t>(n));
+    std::vector<KernelEvent> decoded =
+        kind_ == Kind::kRtnetlink ? decode_rtnetlink(buffer_.data(), static_cast<size_t>(n))
+                                  : decode_nftables(buffer_.data(), static_cast<size_t>(n), &between_transactions_);
     for (KernelEvent& event : decoded) events.push_back(std::move(event));
   }
 }

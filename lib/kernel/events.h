@@ -23,7 +23,9 @@ namespace arpguard {
 /// Link, address and local-route notifications in one rtnetlink datagram.
 std::vector<KernelEvent> decode_rtnetlink(const void* data, size_t len);
 /// nftables notifications in one datagram, only those about arpguard's tables.
-std::vector<KernelEvent> decode_nftables(const void* data, size_t len);
+/// `ends_transaction`, when given, says whether the datagram's last message
+/// ends a transaction (NFT_MSG_NEWGEN, sent after all of a commit's others).
+std::vector<KernelEvent> decode_nftables(const void* data, size_t len, bool* ends_transaction = nullptr);
 
 class EventSocket {
  public:
@@ -41,11 +43,16 @@ class EventSocket {
   /// kernel dropped notifications for lack of room (ENOBUFS): the caller
   /// must read everything again.
   Status drain(std::vector<KernelEvent>& events, bool& lost);
+  /// nftables: whether the last drain ended at the end of a transaction, so
+  /// that every commit notified so far has been read whole. False after a
+  /// loss or a failed read; always false for rtnetlink, which has no such mark.
+  bool between_transactions() const { return between_transactions_; }
 
  private:
   EventSocket(mnl_socket* sock, Kind kind) : sock_(sock), kind_(kind) {}
   mnl_socket* sock_;
   Kind kind_;
+  bool between_transactions_ = false;
   RecvBuffer buffer_{256 * 1024};  ///< any datagram rtnetlink or nftables sends
 };
 

@@ -38,7 +38,8 @@ bench_cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
-  rm -rf "$bench_work"
+  # BENCH_KEEP=1 keeps the work directory (raw samples, daemon logs) for a look.
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $bench_work" >&2; else rm -rf "$bench_work"; fi
 }
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM

@@ -24,6 +24,7 @@
 #include <sstream>
 
 #include "core/observed_delta.h"
+#include "kernel/events.h"
 #include "rules/tables.h"
 #include "tests/decode/fixtures.h"
 
@@ -573,6 +574,27 @@ TEST_CASE("decode: other tables, other families and NFT_MSG_NEWGEN leave the cac
     CHECK(view(after) == view(before));
   }
   CHECK(seen > 40);
+}
+
+TEST_CASE("decode: a datagram ending with NFT_MSG_NEWGEN ends a transaction; any other does not") {
+  const Fixture& f = nft_fixture();
+  size_t ends = 0, others = 0;
+  for (const Captured& c : f.all()) {
+    CAPTURE(c.label);
+    bool ended = !(c.type == "NFT_MSG_NEWGEN");  // the opposite of what the decoder must say
+    decode_nftables(c.bytes.data(), c.bytes.size(), &ended);
+    CHECK(ended == (c.type == "NFT_MSG_NEWGEN"));
+    ++(ended ? ends : others);
+  }
+  CHECK(ends > 10);
+  CHECK(others > 40);
+  // A commit's messages, then its NEWGEN, in one datagram: whole.
+  std::vector<uint8_t> datagram;
+  for (const Captured* c : f.step("set_del")) datagram.insert(datagram.end(), c->bytes.begin(), c->bytes.end());
+  REQUIRE_FALSE(datagram.empty());
+  bool ended = false;
+  decode_nftables(datagram.data(), datagram.size(), &ended);
+  CHECK(ended == (f.step("set_del").back()->type == "NFT_MSG_NEWGEN"));
 }
 
 // ---- duplicates and late events ----

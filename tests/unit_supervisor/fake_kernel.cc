@@ -376,6 +376,7 @@ input::Events FakeKernel::drain() {
     return out;
   }
   out.events.assign(events.begin(), events.end());
+  out.nftables_whole = nftables_whole;
   events.clear();
   return out;
 }

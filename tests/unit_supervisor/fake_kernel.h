@@ -38,6 +38,7 @@ class FakeKernel final : public NetlinkApi, public SysctlApi, public NftApi, pub
   ManagedState state_record;                        ///< the state file
   std::deque<KernelEvent> events;                   ///< notifications not yet read
   bool lose_events = false;                         ///< notifications overflow: the next read says lost
+  bool nftables_whole = true;                       ///< each change is a whole commit; false: a read stops inside one
   std::map<Call, int> fail_always;                  ///< call -> errno, until removed
   std::map<Call, std::vector<int>> fail_next;       ///< call -> errnos for the next calls
   std::function<void(const std::string&)> after_write;  ///< called after every change, with what it was

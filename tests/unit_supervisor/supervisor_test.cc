@@ -108,17 +108,48 @@ TEST_CASE("changes of nothing arpguard's are read in batches 4 ms apart; one of 
   rig.kernel.foreign_add_address(address("172.16.0.1/32", 2), AddressInfo{kScopeGlobal, kAddrFlagPermanent});
   rig.driver->drain_events();
   CHECK(rig.driver->events_can_wait());
-  CHECK(rig.driver->next_timer() == doctest::Approx(t0 + 0.004));
+  CHECK(rig.driver->next_timer() == doctest::Approx(t0 + 0.004).epsilon(1e-9));
   CHECK(rig.status().repairs_total == 0);
   // A VIP deleted meanwhile (read early here, as a readiness query does) brings the debounce forward.
   rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
   rig.driver->drain_events();
-  CHECK(rig.driver->next_timer() == doctest::Approx(t0 + 0.001));
+  CHECK(rig.driver->next_timer() == doctest::Approx(t0 + 0.001).epsilon(1e-9));
   CHECK_FALSE(rig.driver->events_can_wait());  // a change of its own: the next ones are read as they come
   rig.host.clock = rig.driver->next_timer();
   rig.driver->fire_due_timers(rig.host.clock);
   CHECK(rig.has_address("192.0.2.10/32"));
   CHECK(rig.logged("repair after RTM_DELADDR 192.0.2.10/32 dev lo: add vip 192.0.2.10/32 dev lo"));
+}
+
+TEST_CASE("a whole nftables commit is repaired at once; one still being read, or an address, waits the debounce") {
+  Rig rig("[agent]\nown_nft_table = false\n" + kOneVip);
+  const nft::TableId arp = rules::arp_table_id();
+  // Read up to its NEWGEN: nothing of that commit is left to come.
+  const double t0 = rig.host.clock;
+  rig.kernel.foreign_delete_elements(SetRef{arp, "vips"});
+  rig.driver->drain_events();
+  CHECK(rig.driver->next_timer() == doctest::Approx(t0).epsilon(1e-9));
+  rig.driver->fire_due_timers(rig.host.clock);
+  CHECK(rig.kernel_meets_policy());
+  CHECK(rig.status().repairs_total == 1);
+
+  // The read stopped inside a commit: the rest may follow within the debounce.
+  rig.kernel.nftables_whole = false;
+  rig.kernel.foreign_delete_elements(SetRef{arp, "vips"});
+  rig.driver->drain_events();
+  CHECK(rig.driver->next_timer() == doctest::Approx(t0 + 0.001).epsilon(1e-9));
+  rig.settle();
+  CHECK(rig.kernel_meets_policy());
+
+  // An address of arpguard's, beside a whole commit: `ip addr flush` may be under way.
+  rig.kernel.nftables_whole = true;
+  const double t1 = rig.host.clock;
+  rig.kernel.foreign_delete_address(address("192.0.2.10/32"));
+  rig.kernel.foreign_delete_elements(SetRef{arp, "vips"});
+  rig.driver->drain_events();
+  CHECK(rig.driver->next_timer() == doctest::Approx(t1 + 0.001).epsilon(1e-9));
+  rig.settle();
+  CHECK(rig.kernel_meets_policy());
 }
 
 TEST_CASE("each kind of nft drift is repaired: element, rule, whole table") {

@@ -10,9 +10,12 @@
 #include <netlink/route/route.h>
 #include <netlink/route/rule.h>
 #include <linux/fib_rules.h>
+#include <poll.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
+#include <cstring>
 #include <functional>
 #include <map>
 
@@ -200,11 +203,6 @@ int on_error(sockaddr_nl*, nlmsgerr* err, void* arg) {
   return NL_SKIP;
 }
 
-int on_ack(nl_msg* msg, void* arg) {
-  static_cast<AckCollector*>(arg)->results[nlmsg_hdr(msg)->nlmsg_seq] = 0;
-  return NL_OK;
-}
-
 using Callback = std::function<void(const nlmsghdr*)>;
 
 int on_valid(nl_msg* msg, void* arg) {
@@ -220,6 +218,13 @@ struct DumpErrors {
 
 int on_dump_error(sockaddr_nl*, nlmsgerr* err, void* arg) {
   return err->msg.nlmsg_seq == static_cast<DumpErrors*>(arg)->seq ? NL_STOP : NL_SKIP;
+}
+
+// Replies to the request with sequence `*arg` are read; anything else (an ack
+// left over from an earlier request) is skipped. libnl's own check instead
+// expects sequences in the order it sent them, and acks read here without it.
+int only_sequence(nl_msg* msg, void* arg) {
+  return nlmsg_hdr(msg)->nlmsg_seq == *static_cast<const uint32_t*>(arg) ? NL_OK : NL_SKIP;
 }
 
 }  // namespace
@@ -264,6 +269,7 @@ Status Rtnl::dump(int type, int family, const Callback& on_message, const std::f
     }
     nl_complete_msg(sock_, request.get());
     errors.seq = nlmsg_hdr(request.get())->nlmsg_seq;
+    nl_cb_set(cb.get(), NL_CB_SEQ_CHECK, NL_CB_CUSTOM, only_sequence, &errors.seq);
     if (int err = nl_send(sock_, request.get()); err < 0) {
       return Status::failure(fmt::format("{} dump: {}", name, nl_geterror(err)));
     }
@@ -361,6 +367,8 @@ RouteAnswers Rtnl::route_lookups(const std::vector<RouteQuery>& queries) {
     };
     std::unique_ptr<nl_cb, void (*)(nl_cb*)> cb(nl_cb_alloc(NL_CB_DEFAULT), nl_cb_put);
     nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, on_valid, &on_message);
+    const uint32_t seq = nlmsg_hdr(msg.get())->nlmsg_seq;
+    nl_cb_set(cb.get(), NL_CB_SEQ_CHECK, NL_CB_CUSTOM, only_sequence, const_cast<uint32_t*>(&seq));
     AckCollector acks;
     nl_cb_err(cb.get(), NL_CB_CUSTOM, on_error, &acks);
     // One reply (or an error): read until either came.
@@ -372,17 +380,90 @@ RouteAnswers Rtnl::route_lookups(const std::vector<RouteQuery>& queries) {
   return out;
 }
 
+namespace {
+
+// Sends a window of requests in one datagram: rtnetlink handles each message
+// in turn, inside sendmsg(), and queues one ack per message.
+Status send_window(int fd, const std::vector<iovec>& iov) {
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  msghdr msg{};
+  msg.msg_name = &kernel;
+  msg.msg_namelen = sizeof(kernel);
+  msg.msg_iov = const_cast<iovec*>(iov.data());
+  msg.msg_iovlen = iov.size();
+  for (;;) {
+    if (::sendmsg(fd, &msg, 0) >= 0) return Status();
+    if (errno != EINTR) return Status::failure("rtnetlink: send requests", errno);
+  }
+}
+
+// Reads acks until every sequence in `in_flight` has one, many datagrams a
+// call. False when the socket overran (acks lost) or when they stop coming.
+bool read_acks(int fd, const std::map<uint32_t, size_t>& in_flight, std::map<uint32_t, int>& results) {
+  constexpr size_t kBatch = 64;
+  constexpr size_t kAckBytes = 1024;  // an error ack echoes its request; truncation keeps the header
+  constexpr int kLateAckMs = 1000;    // acks are queued before sendmsg returns; this is a safety net
+  static thread_local std::vector<char> buffers(kBatch * kAckBytes);
+  std::array<iovec, kBatch> iov;
+  std::array<mmsghdr, kBatch> msgs;
+  std::array<sockaddr_nl, kBatch> from;
+  size_t answered = 0;
+  for (const auto& [seq, index] : in_flight) answered += results.count(seq);
+  bool waited = false;
+  while (answered < in_flight.size()) {
+    for (size_t k = 0; k < kBatch; ++k) {
+      iov[k] = {buffers.data() + k * kAckBytes, kAckBytes};
+      msgs[k] = {};
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+      msgs[k].msg_hdr.msg_name = &from[k];
+      msgs[k].msg_hdr.msg_namelen = sizeof(from[k]);
+    }
+    const int got = ::recvmmsg(fd, msgs.data(), kBatch, MSG_DONTWAIT, nullptr);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN && !waited) {
+        waited = true;
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, kLateAckMs) > 0) continue;
+      }
+      return false;  // ENOBUFS: acks were dropped; EAGAIN after the wait: they are not coming
+    }
+    for (int k = 0; k < got; ++k) {
+      if (from[k].nl_pid != 0) continue;  // only the kernel answers requests
+      size_t left = std::min<size_t>(msgs[k].msg_len, kAckBytes);
+      const char* at = buffers.data() + static_cast<size_t>(k) * kAckBytes;
+      while (left >= sizeof(nlmsghdr)) {
+        nlmsghdr header;
+        std::memcpy(&header, at, sizeof(header));
+        if (header.nlmsg_len < sizeof(header)) break;
+        if (header.nlmsg_type == NLMSG_ERROR && left >= sizeof(header) + sizeof(nlmsgerr)) {
+          nlmsgerr err;
+          std::memcpy(&err, at + sizeof(header), sizeof(err));
+          if (in_flight.count(err.msg.nlmsg_seq) && results.emplace(err.msg.nlmsg_seq, -err.error).second) ++answered;
+        }
+        const size_t step = NLMSG_ALIGN(header.nlmsg_len);
+        if (step >= left) break;
+        at += step;
+        left -= step;
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 std::vector<Status> Rtnl::apply(const std::vector<RtnlChange>& changes) {
   std::vector<Status> statuses(changes.size());
-  std::unique_ptr<nl_cb, void (*)(nl_cb*)> cb(nl_cb_alloc(NL_CB_CUSTOM), nl_cb_put);
-  AckCollector acks;
-  nl_cb_err(cb.get(), NL_CB_CUSTOM, on_error, &acks);
-  nl_cb_set(cb.get(), NL_CB_ACK, NL_CB_CUSTOM, on_ack, &acks);
-
+  const int fd = nl_socket_get_fd(sock_);
   for (size_t begin = 0; begin < changes.size(); begin += kWindow) {
     const size_t end = std::min(changes.size(), begin + kWindow);
     std::map<uint32_t, size_t> in_flight;  // sequence -> index
     std::vector<Request> requests(end - begin);
+    std::vector<iovec> iov;
+    iov.reserve(end - begin);
     for (size_t i = begin; i < end; ++i) {
       auto request = build(changes[i]);
       if (!request) {
@@ -392,33 +473,32 @@ std::vector<Status> Rtnl::apply(const std::vector<RtnlChange>& changes) {
       requests[i - begin] = std::move(*request);
       nl_msg* msg = requests[i - begin].msg.get();
       nl_complete_msg(sock_, msg);  // sequence number and NLM_F_ACK
-      const uint32_t seq = nlmsg_hdr(msg)->nlmsg_seq;
-      if (int sent = nl_send(sock_, msg); sent < 0) {
-        statuses[i] = Status::failure(fmt::format("{}: send: {}", requests[i - begin].what, nl_geterror(sent)));
+      nlmsghdr* header = nlmsg_hdr(msg);
+      in_flight[header->nlmsg_seq] = i;
+      iov.push_back({header, NLMSG_ALIGN(header->nlmsg_len)});
+    }
+    if (in_flight.empty()) continue;
+    if (Status sent = send_window(fd, iov); !sent) {
+      for (const auto& [seq, i] : in_flight) statuses[i] = Status::failure(requests[i - begin].what, sent.error().errno_value);
+      continue;
+    }
+    std::map<uint32_t, int> results;
+    const bool complete = read_acks(fd, in_flight, results);
+    for (const auto& [seq, i] : in_flight) {
+      auto it = results.find(seq);
+      if (it == results.end()) {
+        statuses[i] = Status::failure(fmt::format("{}: no answer from the kernel{}", requests[i - begin].what,
+                                                  complete ? "" : " (its acknowledgements were lost)"));
         continue;
       }
-      in_flight[seq] = i;
-    }
-    acks.results.clear();
-    while (acks.results.size() < in_flight.size()) {
-      if (int err = nl_recvmsgs(sock_, cb.get()); err < 0) {
-        for (const auto& [seq, i] : in_flight) {
-          if (!acks.results.count(seq)) statuses[i] = Status::failure(fmt::format("rtnetlink acks: {}", nl_geterror(err)));
-        }
-        break;
-      }
-    }
-    for (const auto& [seq, error] : acks.results) {
-      auto it = in_flight.find(seq);
-      if (it == in_flight.end() || error == 0) continue;
-      const Request& request = requests[it->second - begin];
+      const int error = it->second;
+      if (error == 0) continue;
+      const Request& request = requests[i - begin];
       // Idempotent by identity: added already, or gone already, is done. Not for
       // a local route: another route with its key (a blackhole, say) holds it.
-      if (request.add && !request.replace && error == EEXIST && !std::holds_alternative<AddRoute>(changes[it->second])) {
-        continue;
-      }
+      if (request.add && !request.replace && error == EEXIST && !std::holds_alternative<AddRoute>(changes[i])) continue;
       if (!request.add && (error == EADDRNOTAVAIL || error == ENOENT || error == ENODEV || error == ESRCH)) continue;
-      statuses[it->second] = Status::failure(request.what, error, hint_for(error, changes[it->second]));
+      statuses[i] = Status::failure(request.what, error, hint_for(error, changes[i]));
     }
   }
   return statuses;

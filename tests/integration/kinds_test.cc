@@ -5,6 +5,7 @@
 // server's own connections, TCP served inside a prefix, the daemon's log and
 // its readiness. Every case name starts with "kinds:" (-tc='*kinds*').
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -922,4 +923,27 @@ TEST_CASE("kinds: a prefix VIP whose route is held by a blackhole: the add that 
   CHECK(status.value("repairs", json::object()).value("failures_total", 0) >= 1);
   CHECK(contains(k.status().out, "cannot repair vip 198.51.100.0/28"));
   CHECK_FALSE(contains(k.daemon->log(), "apply: add route local 198.51.100.0/28 dev lo table local"));
+}
+
+TEST_CASE("kinds: a route refused among hundreds: the error names that one, and the rest of its kernel batch goes in") {
+  // arpguard sends route and address requests 256 to a datagram and matches
+  // the acks to them by sequence number: the failure must land on its own VIP.
+  Kinds k;
+  k.segment.rs.must("ip route add blackhole 10.77.1.81/32 table local");  // not arpguard's: kept, never replaced
+  std::string body = "[arp]\nmethod = \"sysctl\"\n";
+  for (int i = 1; i <= 300; ++i) body += fmt::format("[[vip]]\naddress = \"10.77.{}.{}\"\nas = \"route\"\n", i / 200, i % 200 + 1);
+  const CommandResult r = k.apply(k.write_policy(body));
+  CHECK(r.exit_code == 1);
+  CHECK(r.err == "arpguard: add route local 10.77.1.81/32 dev lo table local: RTM_NEWROUTE local 10.77.1.81/32 dev lo "
+                 "table local: File exists (another route holds this destination in table local: ip route show "
+                 "table local)\n");
+  const json routes = json::parse(k.segment.rs.must("ip -d -j -4 route show table local"));
+  size_t own = 0;
+  for (const auto& route : routes) {
+    if (route.value("protocol", "") != "247") continue;
+    ++own;
+    CHECK(route.value("dst", "") != "10.77.1.81");
+  }
+  CHECK(own == 299);
+  CHECK(k.local_routes("10.77.1.81").at(0).value("type", "") == "blackhole");
 }

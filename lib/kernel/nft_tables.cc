@@ -12,13 +12,17 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter_arp.h>
 #include <endian.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 #include <functional>
 
+#include "kernel/make_dirs.h"
 #include "kernel/nft_codec.h"
 #include "kernel/recv_buffer.h"
 
@@ -124,7 +128,51 @@ class CommitWatch {
 };
 
 
-Result<std::unique_ptr<NftTables>> NftTables::open() {
+namespace {
+
+// What the features file says for this boot: "nft_table_persist=0|1 boot=<boot_id>".
+std::string features_line(bool persist, const std::string& boot) {
+  return fmt::format("nft_table_persist={} boot={}\n", persist ? 1 : 0, boot);
+}
+
+std::string boot_id() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id.size() == 36 ? id : std::string();  // a UUID, else unknown: nothing is kept
+}
+
+// The kept answer, when the file holds exactly one of this boot's lines.
+std::optional<bool> read_features(const std::string& path, const std::string& boot) {
+  if (path.empty() || boot.empty()) return std::nullopt;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  char buffer[128];
+  const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  const std::string text(buffer, static_cast<size_t>(n));
+  if (text == features_line(true, boot)) return true;
+  if (text == features_line(false, boot)) return false;
+  return std::nullopt;  // another boot's, or not arpguard's writing: probed again
+}
+
+// Best effort: a directory that cannot be written only means probing again.
+void write_features(const std::string& path, const std::string& boot, bool persist) {
+  if (path.empty() || boot.empty()) return;
+  const std::string dir = path.substr(0, path.rfind('/'));
+  if (!dir.empty() && !make_dirs(dir)) return;
+  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return;
+  const std::string line = features_line(persist, boot);
+  const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  if (::close(fd) != 0 || !written || ::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
+}
+
+}  // namespace
+
+Result<std::unique_ptr<NftTables>> NftTables::open(std::string features_file) {
   mnl_socket* sock = mnl_socket_open(NETLINK_NETFILTER);
   if (!sock) return Error{"open nfnetlink socket", errno};
   if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -140,10 +188,11 @@ Result<std::unique_ptr<NftTables>> NftTables::open() {
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kSocketBuffer, sizeof(kSocketBuffer)) != 0) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kSocketBuffer, sizeof(kSocketBuffer));
   }
-  return std::unique_ptr<NftTables>(new NftTables(sock, mnl_socket_get_portid(sock)));
+  return std::unique_ptr<NftTables>(new NftTables(sock, mnl_socket_get_portid(sock), std::move(features_file)));
 }
 
-NftTables::NftTables(mnl_socket* sock, uint32_t portid) : sock_(sock), portid_(portid) {}
+NftTables::NftTables(mnl_socket* sock, uint32_t portid, std::string features_file)
+    : sock_(sock), portid_(portid), features_file_(std::move(features_file)) {}
 
 NftTables::~NftTables() { mnl_socket_close(sock_); }
 
@@ -188,6 +237,8 @@ Result<std::vector<NftTables::BatchError>> NftTables::send(const std::vector<iov
 
 Result<bool> NftTables::persist_supported() {
   if (persist_supported_) return *persist_supported_;
+  const std::string boot = boot_id();
+  if (auto kept = read_features(features_file_, boot)) return *(persist_supported_ = kept);
   // NEWTABLE with OWNER|PERSIST, then a message bound to fail, so the kernel
   // aborts the transaction: EOPNOTSUPP on the first means no PERSIST. Nobody
   // sees a change (committing the table and its deletion instead would show
@@ -205,6 +256,7 @@ Result<bool> NftTables::persist_supported() {
     if (e.seq == probe_seq) supported = false;
   }
   persist_supported_ = supported;
+  write_features(features_file_, boot, supported);
   return supported;
 }
 
@@ -357,6 +409,9 @@ Status NftTables::apply(const std::vector<NftChange>& changes) {
   if (first.error == EPERM) what += " (the table is owned by another process: is another arpguardd running?)";
   if (first.error == EOPNOTSUPP || first.error == EAFNOSUPPORT) {
     what += " (this kernel lacks an nftables feature arpguard needs: is nf_tables loaded, with IPv6?)";
+    // What was kept of the kernel's features may be wrong (a module replaced): probed again next time.
+    persist_supported_.reset();
+    if (!features_file_.empty()) ::unlink(features_file_.c_str());
   }
   return Status::failure("nft: " + what, first.error);
 }

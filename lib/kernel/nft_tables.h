@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "core/kernel_api.h"
 
@@ -21,9 +22,14 @@ class CommitWatch;
 
 class NftTables final : public NftApi {
  public:
-  static Result<std::unique_ptr<NftTables>> open();
+  /// `features_file`: where what persist_supported() found is kept for the
+  /// rest of this boot (empty: nowhere, it is probed once per NftTables).
+  static Result<std::unique_ptr<NftTables>> open(std::string features_file = {});
   ~NftTables() override;
 
+  /// Whether the kernel knows NFT_TABLE_F_PERSIST. Probing costs an aborted
+  /// transaction (the kernel waits for an RCU grace period, 10 to 15 ms), so
+  /// the answer is kept in the features file, keyed by the boot's id.
   Result<bool> persist_supported() override;
   uint32_t portid() const override { return portid_; }
   Result<std::map<nft::TableId, ObservedTable>> observe(const std::vector<nft::TableId>& tables) override;
@@ -31,7 +37,7 @@ class NftTables final : public NftApi {
   Status apply(const std::vector<NftChange>& changes) override;
 
  private:
-  NftTables(mnl_socket* sock, uint32_t portid);
+  NftTables(mnl_socket* sock, uint32_t portid, std::string features_file);
   struct BatchError {
     uint32_t seq;
     int error;
@@ -49,6 +55,7 @@ class NftTables final : public NftApi {
   uint32_t portid_;
   uint32_t seq_ = 1;
   std::optional<bool> persist_supported_;
+  std::string features_file_;
   std::unique_ptr<CommitWatch> watch_;  ///< notifications during a read, opened at the first
 };
 

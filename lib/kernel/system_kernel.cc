@@ -5,7 +5,7 @@ namespace arpguard {
 Result<std::unique_ptr<SystemKernel>> SystemKernel::open(const std::string& state_dir) {
   auto rtnl = Rtnl::open();
   if (!rtnl) return rtnl.error();
-  auto nft = NftTables::open();
+  auto nft = NftTables::open(state_dir.empty() ? std::string() : state_dir + "/kernel-features");
   if (!nft) return nft.error();
   return std::unique_ptr<SystemKernel>(new SystemKernel(std::move(*rtnl), std::move(*nft), state_dir));
 }

@@ -116,6 +116,43 @@ TEST_CASE("a second apply plans nothing and makes no kernel change") {
   CHECK(nft_monitor.log().find("arpguard") == std::string::npos);
 }
 
+TEST_CASE("whether the kernel knows PERSIST is probed once a boot, kept in the state directory, and believed") {
+  Guarded g;
+  const std::string policy = g.write_policy(kOneVip);
+  const std::string features = g.dir.path() + "/state/kernel-features";
+  std::string boot = g.segment.rs.must("cat /proc/sys/kernel/random/boot_id");
+  boot.erase(boot.find_last_not_of('\n') + 1);
+  // nft 1.0.6 prints a flags line with no name for PERSIST, and none for a plain table.
+  auto persistent = [&] { return g.segment.rs.must("nft list table arp arpguard").find("\n\tflags ") != std::string::npos; };
+  auto kept = [&] { return g.segment.rs.must("cat " + features); };
+  auto apply_anew = [&] {
+    g.segment.rs.exec("nft delete table arp arpguard");
+    const CommandResult r = g.apply(policy);
+    CHECK(r.exit_code == 0);
+    CHECK(r.err == "");
+  };
+
+  REQUIRE(g.apply(policy).exit_code == 0);
+  const bool supported = persistent();
+  CHECK(kept() == "nft_table_persist=" + std::string(supported ? "1" : "0") + " boot=" + boot + "\n");
+
+  // Believed for this boot: told the opposite, arpguard makes the table that way.
+  g.dir.write("state/kernel-features", "nft_table_persist=" + std::string(supported ? "0" : "1") + " boot=" + boot + "\n");
+  if (supported) {
+    apply_anew();
+    CHECK_FALSE(persistent());
+  }
+  // Another boot's answer, or anything else, is probed again and replaced.
+  for (const std::string& stale : std::vector<std::string>{"nft_table_persist=0 boot=00000000-0000-0000-0000-000000000000\n",
+                                   std::string("nft_table_persist=0 boot=") + boot + "\nmore\n", std::string("\xffgarbage")}) {
+    CAPTURE(stale);
+    g.dir.write("state/kernel-features", stale);
+    apply_anew();
+    CHECK(persistent() == supported);
+    CHECK(kept() == "nft_table_persist=" + std::string(supported ? "1" : "0") + " boot=" + boot + "\n");
+  }
+}
+
 TEST_CASE("a bad policy is refused with a located error and changes nothing") {
   Guarded g;
   REQUIRE(g.apply(g.write_policy(kOneVip)).exit_code == 0);

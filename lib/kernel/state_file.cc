@@ -44,7 +44,21 @@ Result<std::string> read_file(const std::string& path) {
 
 }  // namespace
 
+bool StateFile::Stamp::operator==(const Stamp& o) const {
+  auto same = [](const timespec& a, const timespec& b) { return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec; };
+  return device == o.device && inode == o.inode && size == o.size && same(modified, o.modified) &&
+         same(changed, o.changed);
+}
+
+std::optional<StateFile::Stamp> StateFile::stamp_of(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return Stamp{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+}
+
 Result<ManagedState> StateFile::load() {
+  if (loaded_ && written_ && stamp_of(path()) == written_) return state_;
+  written_.reset();
   state_ = ManagedState{};
   loaded_ = true;
   auto text = read_file(path());
@@ -86,7 +100,8 @@ Status StateFile::record(const StateChange& change) {
   return save();
 }
 
-Status StateFile::save() const {
+Status StateFile::save() {
+  written_.reset();
   if (Status s = make_dirs(dir_); !s) return s;
   // Written line by line, the shape nlohmann's dump(1) gives, without a
   // document of 100,000 objects built first. Names are escaped by nlohmann.
@@ -123,8 +138,13 @@ Status StateFile::save() const {
     }
     written += static_cast<size_t>(n);
   }
+  struct stat mine;
+  const bool stated = ::fstat(fd, &mine) == 0;
   if (::close(fd) != 0) return Status::failure("write " + tmp, errno);
   if (std::rename(tmp.c_str(), path().c_str()) != 0) return Status::failure("rename " + tmp, errno);
+  // Stamped only if the file in place is the one just written (the rename changed its ctime).
+  written_ = stamp_of(path());
+  if (!stated || !written_ || written_->inode != mine.st_ino || written_->device != mine.st_dev) written_.reset();
   return Status();
 }
 

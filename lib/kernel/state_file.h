@@ -4,6 +4,9 @@
 // alters it, so repairs that do not change ownership cost no write.
 #pragma once
 
+#include <sys/stat.h>
+
+#include <optional>
 #include <string>
 
 #include "core/kernel_api.h"
@@ -14,7 +17,9 @@ class StateFile final : public StateApi {
  public:
   explicit StateFile(std::string dir) : dir_(std::move(dir)) {}
 
-  /// A missing file is an empty record.
+  /// A missing file is an empty record. The file this object last wrote,
+  /// still in place untouched (same inode, size, modification and change
+  /// times), is not parsed again: at 100,000 VIPs that costs 0.3 s.
   Result<ManagedState> load() override;
   /// Creates the directory if needed; writes a temporary file and renames it.
   Status record(const StateChange& change) override;
@@ -22,11 +27,23 @@ class StateFile final : public StateApi {
   std::string path() const { return dir_ + "/state.json"; }
 
  private:
-  Status save() const;
+  Status save();
+
+  /// What identifies a version of the file on disk.
+  struct Stamp {
+    dev_t device = 0;
+    ino_t inode = 0;
+    off_t size = 0;
+    timespec modified{};
+    timespec changed{};
+    bool operator==(const Stamp& o) const;
+  };
+  static std::optional<Stamp> stamp_of(const std::string& path);
 
   std::string dir_;
   ManagedState state_;
   bool loaded_ = false;
+  std::optional<Stamp> written_;  ///< the file as save() left it
 };
 
 }  // namespace arpguard

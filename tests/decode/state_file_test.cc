@@ -99,3 +99,37 @@ TEST_CASE("state file: what is recorded is read back, odd device names too, and 
   CHECK(empty->sysctl_origin.empty());
   CHECK(nlohmann::json::parse(contents(file.path()), nullptr, false).is_object());
 }
+
+TEST_CASE("state file: its own last write is not parsed again; a file changed or replaced behind its back is") {
+  TempDir dir;
+  REQUIRE_FALSE(dir.path().empty());
+  StateFile file(dir.path() + "/state");
+  StateChange change;
+  change.added = {ManagedVip{prefix("10.0.0.5/32"), VipKind::kAddress, "lo"}};
+  REQUIRE(file.record(change));
+  REQUIRE(file.load()->vips.size() == 1);
+
+  // Unchanged: the copy in memory. A file of the same size written in place
+  // (one address for another) moves its modification time: read again.
+  const std::string path = file.path();
+  std::string text = contents(path);
+  const size_t at = text.find("10.0.0.5");
+  REQUIRE(at != std::string::npos);
+  text.replace(at, 8, "10.0.0.6");
+  { std::ofstream(path, std::ios::in | std::ios::out) << text; }
+  auto changed = file.load();
+  REQUIRE(changed);
+  CHECK(changed->vips == std::set<ManagedVip>{ManagedVip{prefix("10.0.0.6/32"), VipKind::kAddress, "lo"}});
+
+  // Its own write again, then replaced by another file (another inode): read again.
+  REQUIRE(file.record(change));
+  REQUIRE(file.load()->vips.size() == 2);
+  const std::string other = dir.path() + "/other.json";
+  { std::ofstream(other) << "{\"vips\": []}\n"; }
+  REQUIRE(std::rename(other.c_str(), path.c_str()) == 0);
+  CHECK(file.load()->vips.empty());
+  // And removed: an empty record.
+  REQUIRE(file.record(change));
+  std::filesystem::remove(path);
+  CHECK(file.load()->vips.empty());
+}

@@ -38,7 +38,9 @@ int apply(const std::string& file, bool dry_run) {
   for (const Diagnostic& warning : result.warnings) fmt::print(stderr, "{} (warning)\n", warning.str());
   const Policy& policy = *result.policy;
 
-  auto kernel = SystemKernel::open(policy.agent.state_dir);
+  // The set's elements are read back from memory while the ruleset's
+  // generation proves arpguard's own commit the only one since they were read.
+  auto kernel = SystemKernel::open(policy.agent.state_dir, /*remember_nft_elements=*/true);
   if (!kernel) {
     fmt::print(stderr, "arpguard: {}\n", kernel.error().message());
     return 1;
@@ -71,7 +73,7 @@ int apply(const std::string& file, bool dry_run) {
       return 0;
     }
     for (const std::string& line : plan.lines()) fmt::print("{}\n", line);
-    ReadBackVerifier verifier((*kernel)->apis(), desired, *observed);
+    ReadBackVerifier verifier((*kernel)->apis(), desired);
     const ApplyOutcome outcome = engine.apply(plan, verifier);
     for (size_t i = 0; i < outcome.results.size(); ++i) {
       if (outcome.results[i].ok()) {

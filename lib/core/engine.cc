@@ -171,7 +171,6 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
     for (size_t i : nft) changes.push_back(std::get<NftChange>(plan.actions[i]));
     const Status status = kernel_.nft.apply(changes);
     for (size_t i : nft) out.results[i] = status;
-    if (status) verifier.committed(changes);
   }
 
   // 5. VIPs last, and only once their suppression is verified (I1).
@@ -240,29 +239,13 @@ std::map<IpPrefix, std::vector<Reason>> ReadBackVerifier::gaps_before_adding(con
   auto sysctls = kernel_.sysctls.read(scopes);
   if (!sysctls) return everyone(not_ready(ReasonKind::kObserveFailed, sysctls.error().message()));
   readback.sysctls = std::move(*sysctls);
-  auto tables = kernel_.nft.observe_structure(arpguard_tables());
+  // The tables whole, elements too: what the plan read plus the transaction
+  // is not proof, for anyone may have committed in between. (The adapter of
+  // `arpguard apply` serves the elements from memory while the ruleset's
+  // generation proves its own commit the only one since it read them.)
+  auto tables = kernel_.nft.observe(arpguard_tables());
   if (!tables) return everyone(not_ready(ReasonKind::kObserveFailed, tables.error().message()));
   readback.tables = std::move(*tables);
-  // A table deleted, or a set made, in the transaction: its elements start from none.
-  std::set<nft::TableId> remade;
-  std::set<SetRef> made;
-  for (const NftChange& change : committed_) {
-    if (const auto* gone = std::get_if<nft_change::DeleteTable>(&change)) remade.insert(gone->table);
-    if (const auto* set = std::get_if<nft_change::CreateSet>(&change)) made.insert(SetRef{set->table, set->set.name});
-  }
-  for (auto& [id, table] : readback.tables) {
-    auto before = planned_.tables.find(id);
-    if (before == planned_.tables.end() || remade.count(id)) continue;
-    for (auto& [name, set] : table.sets) {
-      auto was = before->second.sets.find(name);
-      if (was == before->second.sets.end() || made.count(SetRef{id, name})) continue;
-      set.points = was->second.points;
-      set.elements = was->second.elements;
-    }
-  }
-  for (const NftChange& change : committed_) {
-    if (auto delta = committed_delta(change)) apply_delta(readback, *delta);
-  }
   return arpguard::gaps_before_adding(desired_, readback, vips);
 }
 

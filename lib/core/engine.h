@@ -24,8 +24,6 @@ class Verifier {
   virtual ~Verifier() = default;
   /// For each VIP about to be added that is not yet protected, why; the others are.
   virtual std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) = 0;
-  /// The kernel acknowledged the transaction of `changes` (before gaps_before_adding).
-  virtual void committed(const std::vector<NftChange>& changes) { (void)changes; }
 };
 
 struct ApplyOutcome {
@@ -60,16 +58,13 @@ class Engine {
 /// kernel 0.3 s, and the run's last round reads them all anyway.
 class ReadBackVerifier final : public Verifier {
  public:
-  ReadBackVerifier(KernelApis kernel, const Desired& desired, const Observed& planned)
-      : kernel_(kernel), desired_(desired), planned_(planned) {}
+  ReadBackVerifier(KernelApis kernel, const Desired& desired) : kernel_(kernel), desired_(desired) {}
+  /// Reads the sysctls and arpguard's tables back.
   std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) override;
-  void committed(const std::vector<NftChange>& changes) override { committed_ = changes; }
 
  private:
   KernelApis kernel_;
   const Desired& desired_;
-  const Observed& planned_;
-  std::vector<NftChange> committed_;
 };
 
 /// For each of `vips` (being added) not protected by every layer of its method

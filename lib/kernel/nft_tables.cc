@@ -172,7 +172,7 @@ void write_features(const std::string& path, const std::string& boot, bool persi
 
 }  // namespace
 
-Result<std::unique_ptr<NftTables>> NftTables::open(std::string features_file) {
+Result<std::unique_ptr<NftTables>> NftTables::open(std::string features_file, bool remember_elements) {
   mnl_socket* sock = mnl_socket_open(NETLINK_NETFILTER);
   if (!sock) return Error{"open nfnetlink socket", errno};
   if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -188,11 +188,12 @@ Result<std::unique_ptr<NftTables>> NftTables::open(std::string features_file) {
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kSocketBuffer, sizeof(kSocketBuffer)) != 0) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kSocketBuffer, sizeof(kSocketBuffer));
   }
-  return std::unique_ptr<NftTables>(new NftTables(sock, mnl_socket_get_portid(sock), std::move(features_file)));
+  return std::unique_ptr<NftTables>(
+      new NftTables(sock, mnl_socket_get_portid(sock), std::move(features_file), remember_elements));
 }
 
-NftTables::NftTables(mnl_socket* sock, uint32_t portid, std::string features_file)
-    : sock_(sock), portid_(portid), features_file_(std::move(features_file)) {}
+NftTables::NftTables(mnl_socket* sock, uint32_t portid, std::string features_file, bool remember_elements)
+    : sock_(sock), portid_(portid), features_file_(std::move(features_file)), remember_elements_(remember_elements) {}
 
 NftTables::~NftTables() { mnl_socket_close(sock_); }
 
@@ -381,20 +382,69 @@ Result<std::map<nft::TableId, ObservedTable>> NftTables::observe_consistent(cons
     if (watch) watch->discard();
     auto before = generation();
     if (!before) return before.error();
+    // Nobody has committed since the elements were last known: only the
+    // structure is read, and the elements are those known.
+    const bool known = with_elements && known_ && known_generation_ == *before;
     std::map<nft::TableId, ObservedTable> out;
     for (const nft::TableId& id : tables) {
-      auto table = observe_one(id, with_elements);
+      auto table = observe_one(id, with_elements && !known);
       if (!table) return table.error();
       if (*table) out.emplace(id, std::move(**table));
     }
+    if (known) fill_known_elements(out);
     auto after = generation();
     if (!after) return after.error();
-    if (*after == *before) return out;
-    if (watch && watch->left_alone(*after, tables)) return out;
+    const bool consistent = *after == *before || (watch && watch->left_alone(*after, tables));
+    if (consistent && known && *after != *before) continue;  // the memory is no longer proven: read them
+    if (consistent) {
+      if (with_elements && remember_elements_ && !known) remember(out, *after);
+      return out;
+    }
     if (attempt == kObserveAttempts) {
       return Error{fmt::format("nftables changed while it was read, {} times in a row", kObserveAttempts)};
     }
   }
+}
+
+void NftTables::remember(const std::map<nft::TableId, ObservedTable>& tables, uint32_t generation) {
+  known_ = std::make_unique<Observed>();
+  known_->tables = tables;
+  known_generation_ = generation;
+}
+
+void NftTables::fill_known_elements(std::map<nft::TableId, ObservedTable>& tables) const {
+  for (auto& [id, table] : tables) {
+    auto was = known_->tables.find(id);
+    if (was == known_->tables.end()) continue;
+    for (auto& [name, set] : table.sets) {
+      auto known = was->second.sets.find(name);
+      if (known == was->second.sets.end()) continue;
+      set.points = known->second.points;
+      set.elements = known->second.elements;
+    }
+  }
+}
+
+void NftTables::fold_own_commit(const std::vector<NftChange>& changes) {
+  if (!known_) return;
+  // Ours is the only commit since the elements were known exactly when the
+  // generation moved by one; anything else, and they are read again.
+  auto now = generation();
+  if (!now || !known_generation_ || *now != *known_generation_ + 1) {
+    known_.reset();
+    known_generation_.reset();
+    return;
+  }
+  for (const NftChange& change : changes) {
+    // Tables and sets as the commit made them (a set made anew holds nothing), then its elements.
+    if (const auto* gone = std::get_if<nft_change::DeleteTable>(&change)) known_->tables.erase(gone->table);
+    if (const auto* made = std::get_if<nft_change::CreateTable>(&change)) known_->tables.try_emplace(made->table);
+    if (const auto* set = std::get_if<nft_change::CreateSet>(&change)) {
+      known_->tables[set->table].sets.try_emplace(set->set.name);
+    }
+    if (auto delta = committed_delta(change)) apply_delta(*known_, *delta);
+  }
+  known_generation_ = *now;
 }
 
 Status NftTables::apply(const std::vector<NftChange>& changes) {
@@ -402,8 +452,15 @@ Status NftTables::apply(const std::vector<NftChange>& changes) {
   nftcodec::NftBatch batch(seq_);
   for (const NftChange& change : changes) batch.add(change);
   auto errors = send(batch.finish());
+  if (!errors || !errors->empty()) {
+    known_.reset();  // what the kernel holds now is not worked out here
+    known_generation_.reset();
+  }
   if (!errors) return errors.status();
-  if (errors->empty()) return Status();
+  if (errors->empty()) {
+    fold_own_commit(changes);
+    return Status();
+  }
   const BatchError& first = errors->front();
   std::string what = batch.what(first.seq);
   if (first.error == EPERM) what += " (the table is owned by another process: is another arpguardd running?)";

@@ -15,7 +15,8 @@ namespace arpguard {
 class SystemKernel {
  public:
   /// Opens the rtnetlink and nfnetlink sockets; `state_dir` holds state.json.
-  static Result<std::unique_ptr<SystemKernel>> open(const std::string& state_dir);
+  /// `remember_nft_elements`: see NftTables::open (for a one-shot apply).
+  static Result<std::unique_ptr<SystemKernel>> open(const std::string& state_dir, bool remember_nft_elements = false);
 
   KernelApis apis() { return {*rtnl_, sysctls_, *nft_, state_}; }
   SysctlApi& sysctls() { return sysctls_; }

@@ -1,6 +1,8 @@
 // `arpguard apply` against the real kernel, proven by kernel read-back and by
 // ARP on the wire as the client sees it.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <signal.h>
 
 #include <fstream>
 #include <sstream>
@@ -151,6 +153,29 @@ TEST_CASE("whether the kernel knows PERSIST is probed once a boot, kept in the s
     CHECK(persistent() == supported);
     CHECK(kept() == "nft_table_persist=" + std::string(supported ? "1" : "0") + " boot=" + boot + "\n");
   }
+}
+
+TEST_CASE("another process committing to nftables all through an apply: what arpguard reads back is the kernel's") {
+  // arpguard apply keeps the set's elements in memory while the ruleset's
+  // generation proves its own commit the only one since it read them; here
+  // the generation moves all the time, and every read must go to the kernel.
+  Guarded g;
+  std::string body;
+  for (int i = 0; i < 3000; ++i) body += fmt::format("[[vip]]\naddress = \"10.90.{}.{}\"\n", i / 125, 2 * (i % 125) + 1);
+  const std::string policy = g.write_policy(body);
+  Process churn(g.segment.rs.prefix() +
+                    "sh -c 'while :; do nft add table inet churn; nft delete table inet churn; done'",
+                g.dir.path() + "/churn.log");
+  const CommandResult r = g.apply(policy);
+  CHECK(r.exit_code == 0);
+  CHECK(r.err == "");
+  CHECK(r.out.find("converged:") != std::string::npos);
+  churn.signal(SIGKILL);
+  CHECK(g.set_elements().size() == 3000);
+  // Nothing is left to do, read from the kernel by a second apply.
+  const CommandResult again = g.apply(policy);
+  CHECK(again.exit_code == 0);
+  CHECK(again.out == "converged: 0 action(s) applied\n");
 }
 
 TEST_CASE("a bad policy is refused with a located error and changes nothing") {

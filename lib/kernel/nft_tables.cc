@@ -425,6 +425,29 @@ void NftTables::fill_known_elements(std::map<nft::TableId, ObservedTable>& table
   }
 }
 
+void NftTables::fold_elements(const NftChange& change) {
+  // As apply_delta would, without working out the regions touched.
+  auto set_of = [&](const SetRef& ref) -> ObservedSet* {
+    auto table = known_->tables.find(ref.table);
+    if (table == known_->tables.end()) return nullptr;
+    auto set = table->second.sets.find(ref.set);
+    return set == table->second.sets.end() ? nullptr : &set->second;
+  };
+  auto fold = [&](const SetRef& ref, const nft::SetSpec& shape, const std::vector<nft::Element>& elements, bool add) {
+    ObservedSet* set = set_of(ref);
+    if (!set) return;
+    for (const nft::Element& e : elements) {
+      if (shape.concatenated()) {
+        add ? (void)set->elements.insert(e) : (void)set->elements.erase(e);
+        continue;
+      }
+      for (const auto& point : interval_points(e)) add ? (void)set->points.insert(point) : (void)set->points.erase(point);
+    }
+  };
+  if (const auto* add = std::get_if<nft_change::AddElements>(&change)) fold(add->set, add->shape, add->elements, true);
+  if (const auto* del = std::get_if<nft_change::DelElements>(&change)) fold(del->set, del->shape, del->elements, false);
+}
+
 void NftTables::fold_own_commit(const std::vector<NftChange>& changes) {
   if (!known_) return;
   // Ours is the only commit since the elements were known exactly when the
@@ -442,7 +465,7 @@ void NftTables::fold_own_commit(const std::vector<NftChange>& changes) {
     if (const auto* set = std::get_if<nft_change::CreateSet>(&change)) {
       known_->tables[set->table].sets.try_emplace(set->set.name);
     }
-    if (auto delta = committed_delta(change)) apply_delta(*known_, *delta);
+    fold_elements(change);
   }
   known_generation_ = *now;
 }

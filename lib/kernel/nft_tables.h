@@ -62,6 +62,7 @@ class NftTables final : public NftApi {
   void remember(const std::map<nft::TableId, ObservedTable>& tables, uint32_t generation);
   void fill_known_elements(std::map<nft::TableId, ObservedTable>& tables) const;
   void fold_own_commit(const std::vector<NftChange>& changes);
+  void fold_elements(const NftChange& change);
 
   mnl_socket* sock_;
   uint32_t portid_;

@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <fstream>
 #include <functional>
+#include <random>
 
 #include "kernel/make_dirs.h"
 #include "kernel/nft_codec.h"
@@ -244,17 +245,28 @@ Result<bool> NftTables::persist_supported() {
   // aborts the transaction: EOPNOTSUPP on the first means no PERSIST. Nobody
   // sees a change (committing the table and its deletion instead would show
   // in `nft monitor` at every apply); the abort costs an RCU grace period.
-  const nft::TableId probe{nft::TableFamily::kArp, "arpguard-probe"};
+  // Both names are this probe's own, so no table someone made can answer for
+  // them (an existing table would take the flags as an update, and refuse).
+  std::random_device random;
+  const std::string tag = fmt::format("{}-{:08x}{:08x}", ::getpid(), random(), random());
+  const nft::TableId probe{nft::TableFamily::kArp, "arpguard-probe-" + tag};
   nftcodec::NftBatch batch(seq_);
   batch.add(nft_change::CreateTable{probe, nft::kTableFlagOwner | nft::kTableFlagPersist, false});
   const uint32_t probe_seq = seq_ - 1;
-  batch.add(nft_change::CreateChain{nft::TableId{nft::TableFamily::kArp, "arpguard-absent"},
-                                    nft::ChainSpec{"input", "filter", NF_ARP_IN, 0}});
+  batch.add(nft_change::DeleteTable{nft::TableId{nft::TableFamily::kArp, "arpguard-absent-" + tag}});
   auto errors = send(batch.finish());
   if (!errors) return errors.error();
   bool supported = true;
+  bool known = true;
   for (const BatchError& e : *errors) {
-    if (e.seq == probe_seq) supported = false;
+    if (e.seq != probe_seq) continue;
+    supported = false;
+    known = e.error == EOPNOTSUPP;  // anything else says nothing about PERSIST
+  }
+  if (!known) {
+    // A plain table for this run; asked again by the next.
+    persist_supported_ = false;
+    return false;
   }
   persist_supported_ = supported;
   write_features(features_file_, boot, supported);

@@ -144,6 +144,13 @@ TEST_CASE("whether the kernel knows PERSIST is probed once a boot, kept in the s
     apply_anew();
     CHECK_FALSE(persistent());
   }
+  // Tables named as the probe's used to be, made by someone else: they answer nothing for it.
+  g.segment.rs.must("nft add table arp arpguard-probe && nft add table arp arpguard-absent");
+  g.dir.write("state/kernel-features", "");
+  apply_anew();
+  CHECK(persistent() == supported);
+  CHECK(kept() == "nft_table_persist=" + std::string(supported ? "1" : "0") + " boot=" + boot + "\n");
+  CHECK(g.segment.rs.must("nft list tables arp") == "table arp arpguard-probe\ntable arp arpguard-absent\ntable arp arpguard\n");
   // Another boot's answer, or anything else, is probed again and replaced.
   for (const std::string& stale : std::vector<std::string>{"nft_table_persist=0 boot=00000000-0000-0000-0000-000000000000\n",
                                    std::string("nft_table_persist=0 boot=") + boot + "\nmore\n", std::string("\xffgarbage")}) {

@@ -78,6 +78,8 @@ namespace {
 
 enum class Phase { kDelete, kRouting, kSysctl, kNft, kAdd, kCount };
 
+constexpr size_t kVerifyWindow = 256;  // VIPs added per verification: one rtnetlink datagram
+
 Phase phase_of(const Action& action) {
   return std::visit(Overloaded{
                         [](const DelAddress&) { return Phase::kDelete; },
@@ -173,14 +175,17 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
     for (size_t i : nft) out.results[i] = status;
   }
 
-  // 5. VIPs last, and only once their suppression is verified (I1).
-  if (!additions.empty()) {
+  // 5. VIPs last, and only once their suppression is verified (I1): again
+  // for each window, as the kernel takes them, for a window of thousands of
+  // VIPs takes seconds, and someone may take an element away meanwhile.
+  for (size_t begin = 0; begin < additions.size(); begin += kVerifyWindow) {
+    const size_t end = std::min(additions.size(), begin + kVerifyWindow);
     std::vector<IpPrefix> vips;
-    for (size_t i : additions) vips.push_back(managed_of(as_rtnl(plan.actions[i])).prefix);
+    for (size_t k = begin; k < end; ++k) vips.push_back(managed_of(as_rtnl(plan.actions[additions[k]])).prefix);
     const std::map<IpPrefix, std::vector<Reason>> gaps = verifier.gaps_before_adding(vips);
     std::vector<size_t> protected_adds;
-    for (size_t k = 0; k < additions.size(); ++k) {
-      auto it = gaps.find(vips[k]);
+    for (size_t k = begin; k < end; ++k) {
+      auto it = gaps.find(vips[k - begin]);
       if (it == gaps.end() || it->second.empty()) {
         protected_adds.push_back(additions[k]);
         continue;
@@ -228,7 +233,6 @@ std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const Desired& desire
 }
 
 std::map<IpPrefix, std::vector<Reason>> ReadBackVerifier::gaps_before_adding(const std::vector<IpPrefix>& vips) {
-  Observed readback;
   auto everyone = [&](Reason reason) {
     std::map<IpPrefix, std::vector<Reason>> out;
     for (const IpPrefix& vip : vips) out[vip].push_back(reason);
@@ -238,15 +242,22 @@ std::map<IpPrefix, std::vector<Reason>> ReadBackVerifier::gaps_before_adding(con
   scopes.insert(scopes.end(), desired_.host.arp_facing.begin(), desired_.host.arp_facing.end());
   auto sysctls = kernel_.sysctls.read(scopes);
   if (!sysctls) return everyone(not_ready(ReasonKind::kObserveFailed, sysctls.error().message()));
-  readback.sysctls = std::move(*sysctls);
-  // The tables whole, elements too: what the plan read plus the transaction
-  // is not proof, for anyone may have committed in between. (The adapter of
-  // `arpguard apply` serves the elements from memory while the ruleset's
-  // generation proves its own commit the only one since it read them.)
-  auto tables = kernel_.nft.observe(arpguard_tables());
-  if (!tables) return everyone(not_ready(ReasonKind::kObserveFailed, tables.error().message()));
-  readback.tables = std::move(*tables);
-  return arpguard::gaps_before_adding(desired_, readback, vips);
+  readback_.sysctls = std::move(*sysctls);
+  // The tables whole, elements too, read again whenever anyone has committed
+  // since the last read (the ruleset's generation moved): what the plan read
+  // plus the transaction is not proof. The adapter of `arpguard apply` serves
+  // the elements from memory while the generation proves its own commit the
+  // only one since it read them.
+  auto generation = kernel_.nft.generation();
+  if (!generation) return everyone(not_ready(ReasonKind::kObserveFailed, generation.error().message()));
+  if (!tables_generation_ || *tables_generation_ != *generation) {
+    tables_generation_.reset();
+    auto tables = kernel_.nft.observe(arpguard_tables());
+    if (!tables) return everyone(not_ready(ReasonKind::kObserveFailed, tables.error().message()));
+    readback_.tables = std::move(*tables);
+    tables_generation_ = *generation;  // read after it: a commit in between shows as a move at the next call
+  }
+  return arpguard::gaps_before_adding(desired_, readback_, vips);
 }
 
 }  // namespace arpguard

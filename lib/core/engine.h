@@ -59,12 +59,15 @@ class Engine {
 class ReadBackVerifier final : public Verifier {
  public:
   ReadBackVerifier(KernelApis kernel, const Desired& desired) : kernel_(kernel), desired_(desired) {}
-  /// Reads the sysctls and arpguard's tables back.
+  /// Reads the sysctls back, and arpguard's tables when the ruleset's
+  /// generation moved since they were last read.
   std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) override;
 
  private:
   KernelApis kernel_;
   const Desired& desired_;
+  Observed readback_;                         ///< sysctls and tables as last read
+  std::optional<uint32_t> tables_generation_;  ///< the generation the tables were read at (or after)
 };
 
 /// For each of `vips` (being added) not protected by every layer of its method

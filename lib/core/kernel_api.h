@@ -78,6 +78,8 @@ class NftApi {
   virtual Result<std::map<nft::TableId, ObservedTable>> observe_structure(const std::vector<nft::TableId>& tables) = 0;
   /// Applies every change in one atomic transaction.
   virtual Status apply(const std::vector<NftChange>& changes) = 0;
+  /// The ruleset's generation: it moves with every commit, anyone's.
+  virtual Result<uint32_t> generation() = 0;
 };
 
 /// What changed in arpguard's record of ownership.

@@ -42,6 +42,7 @@ class NftTables final : public NftApi {
   Result<std::map<nft::TableId, ObservedTable>> observe(const std::vector<nft::TableId>& tables) override;
   Result<std::map<nft::TableId, ObservedTable>> observe_structure(const std::vector<nft::TableId>& tables) override;
   Status apply(const std::vector<NftChange>& changes) override;
+  Result<uint32_t> generation() override;
 
  private:
   NftTables(mnl_socket* sock, uint32_t portid, std::string features_file, bool remember_elements);
@@ -51,8 +52,6 @@ class NftTables final : public NftApi {
   };
   /// Sends a finished batch; the errors the kernel reported, by sequence number.
   Result<std::vector<BatchError>> send(const std::vector<iovec>& iov);
-  /// The ruleset's generation: it changes with every commit.
-  Result<uint32_t> generation();
   /// One table, or nullopt when it does not exist.
   Result<std::optional<ObservedTable>> observe_one(const nft::TableId& id, bool with_elements);
   Result<std::map<nft::TableId, ObservedTable>> observe_consistent(const std::vector<nft::TableId>& tables,

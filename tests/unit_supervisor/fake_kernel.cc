@@ -228,6 +228,20 @@ Result<std::map<nft::TableId, ObservedTable>> FakeKernel::observe(const std::vec
   return out;
 }
 
+Result<uint32_t> FakeKernel::generation() {
+  if (auto e = failure(Call::kNftObserve)) return Error{"GETGEN", *e};
+  std::string view;
+  for (const auto& [id, table] : world.tables) {
+    view += fmt::format("{} {} {}|", id.str(), table.flags, table.chains.size() + table.rules.size());
+    for (const auto& [name, set] : table.sets) {
+      view += name + ":";
+      for (const auto& [point, start] : set.points) view += point.str() + (start ? "+" : "-");
+      for (const nft::Element& e : set.elements) view += e.addresses.first.str() + "," + e.addresses.last.str() + ";";
+    }
+  }
+  return static_cast<uint32_t>(std::hash<std::string>{}(view));
+}
+
 Result<std::map<nft::TableId, ObservedTable>> FakeKernel::observe_structure(const std::vector<nft::TableId>& tables) {
   auto out = observe(tables);
   if (!out) return out;

@@ -73,6 +73,8 @@ class FakeKernel final : public NetlinkApi, public SysctlApi, public NftApi, pub
   Result<std::map<nft::TableId, ObservedTable>> observe(const std::vector<nft::TableId>& tables) override;
   Result<std::map<nft::TableId, ObservedTable>> observe_structure(const std::vector<nft::TableId>& tables) override;
   Status apply(const std::vector<NftChange>& changes) override;
+  /// Moves whenever the tables change, however they were changed (tests write `world` directly).
+  Result<uint32_t> generation() override;
   // StateApi
   Result<ManagedState> load() override;
   Status record(const StateChange& change) override;

@@ -523,9 +523,12 @@ class Differ {
     bool kept = false;
     for (const nft::Element& e : have) {
       if (std::binary_search(want.begin(), want.end(), e)) continue;
+      // Only what is still local: an interval merged from several VIPs does
+      // not keep the whole run for the one of them someone else now holds.
       for (const IpRange& part : uncovered_parts(e.addresses, want)) {
-        if (observed_.anything_local_in(part) && !(in_one_bound_vip(part) && sysctls_settled())) {
-          ranges.push_back(part);
+        for (const IpRange& local : observed_.local_ranges_in(part)) {
+          if (in_one_bound_vip(local) && sysctls_settled()) continue;
+          ranges.push_back(local);
           kept = true;
         }
       }

@@ -77,6 +77,30 @@ bool Observed::anything_local_in(const IpRange& range) const {
   return false;
 }
 
+std::vector<IpRange> Observed::local_ranges_in(const IpRange& range) const {
+  std::vector<IpRange> out;
+  for (auto it = addresses.lower_bound(AddressKey{range.first, 0, 0});
+       it != addresses.end() && it->first.address <= range.last; ++it) {
+    out.push_back(IpRange{it->first.address, it->first.address});
+  }
+  auto clipped = [&](const IpPrefix& prefix) {
+    const IpRange whole = IpRange::of(prefix);
+    out.push_back(IpRange{std::max(whole.first, range.first), std::min(whole.last, range.last)});
+  };
+  for (auto it = local_routes.lower_bound(RouteKey{IpPrefix{range.first, 0}, 0});
+       it != local_routes.end() && it->first.destination.address <= range.last; ++it) {
+    clipped(it->first.destination);
+  }
+  // A route starting before the range covers its first address: one lookup per prefix length.
+  for (int length = 0; length < range.first.bits(); ++length) {
+    IpPrefix prefix{range.first, static_cast<uint8_t>(length)};
+    prefix.address = prefix.first();
+    auto it = local_routes.lower_bound(RouteKey{prefix, 0});
+    if (it != local_routes.end() && it->first.destination == prefix) clipped(prefix);
+  }
+  return merge_ranges(std::move(out));
+}
+
 const ObservedTable* Observed::table(const nft::TableId& id) const {
   auto it = tables.find(id);
   return it == tables.end() ? nullptr : &it->second;

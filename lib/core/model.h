@@ -267,6 +267,9 @@ struct Observed {
   std::vector<std::pair<AddressKey, AddressInfo>> addresses_of(const IpAddress& address) const;
   /// True when an address or local route inside `range` is configured anywhere.
   bool anything_local_in(const IpRange& range) const;
+  /// The parts of `range` that are local (addresses, and local routes
+  /// clipped to it), merged and in order: O(log n + k).
+  std::vector<IpRange> local_ranges_in(const IpRange& range) const;
   const ObservedTable* table(const nft::TableId& id) const;
   bool table_is_ours(const ObservedTable& table) const {
     return table.owned() && table.owner && *table.owner == nft_portid;

@@ -416,6 +416,31 @@ TEST_CASE("a VIP dropped from a merged run: the run is kept whole until it is go
   CHECK(lines_of(shrunk, observed) == Lines{});
 }
 
+TEST_CASE("a merged run of route VIPs dropped while someone else holds one of them: only that one keeps its element") {
+  // (With no VIP left in the policy the table is not wanted at all, and one
+  // that guards something still configured is kept as it is: I8.)
+  const std::string three = vip("10.9.0.1", "as = \"route\"\n") + vip("10.9.0.2", "as = \"route\"\n") +
+                            vip("10.9.0.3", "as = \"route\"\n");
+  Observed observed = converged(policy_of(three));
+  REQUIRE(arp_vips(observed).all_elements() ==
+          std::vector<nft::Element>{rules::vip_element(range("10.9.0.1", "10.9.0.3"))});
+  // `ip route change local 10.9.0.2/32 dev eth0 table local`: no longer arpguard's route.
+  for (auto& [key, info] : observed.local_routes) {
+    if (key.destination == prefix("10.9.0.2/32")) info = RouteInfo{kEth0, 3 /* boot */, kScopeHost};
+  }
+  const Policy other = policy_of(vip("10.9.1.1", "as = \"route\"\n"));
+  CHECK(lines_of(other, observed) == Lines{"del route local 10.9.0.1/32 table local (no longer in policy)",
+                                           "del route local 10.9.0.3/32 table local (no longer in policy)",
+                                           "nft add 1 element(s) to arp arpguard @vips: 10.9.1.1",
+                                           "add route local 10.9.1.1/32 dev lo table local"});
+  converge_once(observed, other);
+  // 10.9.0.2 is still local here, so it keeps its suppression (I8); 10.9.0.1 and 10.9.0.3 are not.
+  CHECK(lines_of(other, observed) == Lines{"nft delete 1 element(s) from arp arpguard @vips: 10.9.0.1-10.9.0.3",
+                                           "nft add 1 element(s) to arp arpguard @vips: 10.9.0.2"});
+  converge_once(observed, other);
+  CHECK(lines_of(other, observed) == Lines{});
+}
+
 TEST_CASE("every VIP dropped: VIPs first, then the table; the sysctls stay as they are") {
   Observed observed = converged(policy_of(kOneVip));
   const Policy none = policy_of("");

@@ -83,7 +83,13 @@ int apply(const std::string& file, bool dry_run) {
       }
     }
     if (outcome.state_error) fmt::print(stderr, "arpguard: cannot record state: {}\n", outcome.state_error->message());
-    if (!outcome.all_ok()) return 1;
+    // VIPs held back because their suppression changed under way (someone
+    // took an element away: I1) are not the end: the next round reads the
+    // kernel again, puts back what was taken, and adds them; what is still
+    // wrong after the last round is named. Any other failure ends here.
+    bool only_held_back = !outcome.state_error;
+    for (size_t i = 0; i < outcome.results.size(); ++i) only_held_back &= outcome.results[i].ok() || outcome.skipped[i];
+    if (!outcome.all_ok() && !only_held_back) return 1;
   }
 }
 

@@ -16,7 +16,11 @@ constexpr size_t kChurnBeforeTrim = 4096;
 // made, folded into the Supervisor's cache, and sysctls read afresh.
 class Driver::Verifier final : public arpguard::Verifier {
  public:
-  explicit Verifier(Driver& driver) : driver_(driver) {}
+  explicit Verifier(Driver& driver) : driver_(driver), foreign_at_start_(driver.supervisor_.foreign_changes()) {}
+  bool interrupted() override {
+    driver_.pull_events();
+    return driver_.supervisor_.foreign_changes() != foreign_at_start_;
+  }
   std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) override {
     driver_.pull_events();
     Supervisor& supervisor = driver_.supervisor_;
@@ -27,6 +31,7 @@ class Driver::Verifier final : public arpguard::Verifier {
 
  private:
   Driver& driver_;
+  uint64_t foreign_at_start_;  ///< changes by others to what arpguard protects, when the apply began
 };
 
 Driver::Driver(KernelApis kernel, ConntrackApi& conntrack, Host& host, Policy policy, Supervisor::Options options)

@@ -179,6 +179,17 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
   // for each window, as the kernel takes them, for a window of thousands of
   // VIPs takes seconds, and someone may take an element away meanwhile.
   for (size_t begin = 0; begin < additions.size(); begin += kVerifyWindow) {
+    if (begin > 0 && verifier.interrupted()) {
+      const Reason why = not_ready(ReasonKind::kVipNotSuppressed,
+                                   "someone else changed arpguard's state while VIPs were being added: the rest wait "
+                                   "for a new plan");
+      for (size_t k = begin; k < additions.size(); ++k) {
+        out.results[additions[k]] = Status::failure("not added yet: " + why.text);
+        out.skipped[additions[k]] = true;
+      }
+      out.blocked.push_back(why);
+      break;
+    }
     const size_t end = std::min(additions.size(), begin + kVerifyWindow);
     std::vector<IpPrefix> vips;
     for (size_t k = begin; k < end; ++k) vips.push_back(managed_of(as_rtnl(plan.actions[additions[k]])).prefix);

@@ -24,6 +24,10 @@ class Verifier {
   virtual ~Verifier() = default;
   /// For each VIP about to be added that is not yet protected, why; the others are.
   virtual std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) = 0;
+  /// Someone else changed what arpguard protects since the apply began: the
+  /// VIPs not yet added wait for a plan that has seen it (what was taken from
+  /// those already added is put back first).
+  virtual bool interrupted() { return false; }
 };
 
 struct ApplyOutcome {

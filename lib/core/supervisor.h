@@ -159,6 +159,8 @@ class Supervisor {
 
   /// The daemon's Verifier consults this after feeding it fresh events and sysctls.
   std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) const;
+  /// How many changes others made to what arpguard protects (since the last complete repair).
+  uint64_t foreign_changes() const { return foreign_changes_; }
 
   const Policy& policy() const { return policy_; }
   bool converged() const { return converged_; }

@@ -85,6 +85,16 @@ void FakeKernel::foreign_delete_elements(const SetRef& ref) {
   notify(kOtherPort, std::move(removed));
 }
 
+void FakeKernel::foreign_delete_element(const SetRef& ref, const IpAddress& address) {
+  auto table = world.tables.find(ref.table);
+  if (table == world.tables.end()) return;
+  auto set = table->second.sets.find(ref.set);
+  if (set == table->second.sets.end()) return;
+  const std::vector<std::pair<IpAddress, bool>> points{{address, true}, {address.next(), false}};
+  for (const auto& point : points) set->second.points.erase(point);
+  notify(kOtherPort, delta::ElementsRemoved{ref, points, {}});
+}
+
 void FakeKernel::foreign_delete_rule(const nft::TableId& id, uint64_t handle) {
   auto table = world.tables.find(id);
   if (table == world.tables.end()) return;

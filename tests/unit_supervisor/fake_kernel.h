@@ -51,6 +51,8 @@ class FakeKernel final : public NetlinkApi, public SysctlApi, public NftApi, pub
   void foreign_delete_route(const RouteKey& key);
   void foreign_delete_table(const nft::TableId& id);
   void foreign_delete_elements(const SetRef& set);
+  /// The element of the single address `address` (a plain interval set).
+  void foreign_delete_element(const SetRef& set, const IpAddress& address);
   void foreign_delete_rule(const nft::TableId& id, uint64_t handle);
   void foreign_set_sysctl(const SysctlKey& key, int value);  ///< sysctls are never notified
   void remove_link(int index);

@@ -24,6 +24,7 @@
 #include <random>
 
 #include "kernel/make_dirs.h"
+#include "kernel/netlink_send.h"
 #include "kernel/nft_codec.h"
 #include "kernel/recv_buffer.h"
 
@@ -207,14 +208,7 @@ Result<std::vector<NftTables::BatchError>> NftTables::send(const std::vector<iov
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)) != 0) {
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
   }
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  msghdr msg{};
-  msg.msg_name = &kernel;
-  msg.msg_namelen = sizeof(kernel);
-  msg.msg_iov = const_cast<iovec*>(iov.data());
-  msg.msg_iovlen = iov.size();
-  if (sendmsg(fd, &msg, 0) < 0) return Error{fmt::format("send nft batch ({} bytes)", total), errno};
+  if (send_to_kernel(fd, iov) < 0) return Error{fmt::format("send nft batch ({} bytes)", total), errno};
 
   // nfnetlink handles a batch inside sendmsg(): every ack is queued by now.
   std::vector<BatchError> errors;

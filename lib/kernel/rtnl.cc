@@ -20,6 +20,7 @@
 #include <map>
 
 #include "core/overloaded.h"
+#include "kernel/netlink_send.h"
 #include "kernel/rtnl_decode.h"
 
 namespace arpguard {
@@ -385,17 +386,8 @@ namespace {
 // Sends a window of requests in one datagram: rtnetlink handles each message
 // in turn, inside sendmsg(), and queues one ack per message.
 Status send_window(int fd, const std::vector<iovec>& iov) {
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  msghdr msg{};
-  msg.msg_name = &kernel;
-  msg.msg_namelen = sizeof(kernel);
-  msg.msg_iov = const_cast<iovec*>(iov.data());
-  msg.msg_iovlen = iov.size();
-  for (;;) {
-    if (::sendmsg(fd, &msg, 0) >= 0) return Status();
-    if (errno != EINTR) return Status::failure("rtnetlink: send requests", errno);
-  }
+  if (send_to_kernel(fd, iov) < 0) return Status::failure("rtnetlink: send requests", errno);
+  return Status();
 }
 
 // Reads acks until every sequence in `in_flight` has one, many datagrams a

@@ -116,8 +116,6 @@ std::vector<ManagedVip> managed_in_scope(const Observed& observed, const DiffSco
     const auto middle = out.begin() + routes_from;
     if (!std::is_sorted(middle, out.end())) std::sort(middle, out.end());
     std::inplace_merge(out.begin(), middle, out.end());
-    out.erase(std::unique(out.begin(), out.end()), out.end());
-    return out;
   } else {
     for (const IpRange& region : scope.regions) {
       for_each_overlapping(
@@ -127,8 +125,8 @@ std::vector<ManagedVip> managed_in_scope(const Observed& observed, const DiffSco
           observed.local_routes, region, observed.managed_lengths, [](const auto& route) { return route.first.destination; },
           [](const IpPrefix& p) { return RouteKey{p, 0}; }, take_route);
     }
+    std::sort(out.begin(), out.end());
   }
-  std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }

@@ -98,21 +98,14 @@ EventSocket::~EventSocket() { mnl_socket_close(sock_); }
 int EventSocket::fd() const { return mnl_socket_get_fd(sock_); }
 
 Status EventSocket::drain(std::vector<KernelEvent>& events, bool& lost) {
-  // A loss or a failed read leaves whatever transaction was under way unknown.
-  struct Unsure {
-    EventSocket& socket;
-    bool done = false;
-    ~Unsure() {
-      if (!done) socket.between_transactions_ = false;
-    }
-  } unsure{*this};
   for (;;) {
     sockaddr_nl from{};
     socklen_t from_len = sizeof(from);
     const ssize_t n = recvfrom(fd(), buffer_.data(), buffer_.size(), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n < 0) {
+      // A loss or a failed read leaves whatever transaction was under way unknown.
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        unsure.done = !lost;
+        if (lost) between_transactions_ = false;
         return Status();
       }
       if (errno == EINTR) continue;
@@ -120,6 +113,7 @@ Status EventSocket::drain(std::vector<KernelEvent>& events, bool& lost) {
         lost = true;
         continue;
       }
+      between_transactions_ = false;
       return Status::failure("receive kernel events", errno);
     }
     // Only the kernel speaks on these sockets; a datagram another process sent

@@ -69,10 +69,26 @@ std::array<uint8_t, 16> IpAddress::bytes() const {
 
 uint32_t IpAddress::v4_network_order() const { return htonl(static_cast<uint32_t>(value)); }
 
+namespace {
+// Dotted quad into out (at least 15 bytes), returns the end: the state record
+// and the logs format hundreds of thousands of these, and inet_ntop goes by sprintf.
+char* format_v4(uint32_t value, char* out) {
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    const unsigned octet = (value >> shift) & 0xff;
+    if (octet >= 100) *out++ = static_cast<char>('0' + octet / 100);
+    if (octet >= 10) *out++ = static_cast<char>('0' + octet / 10 % 10);
+    *out++ = static_cast<char>('0' + octet % 10);
+    if (shift) *out++ = '.';
+  }
+  return out;
+}
+}  // namespace
+
 std::string IpAddress::str() const {
   char text[INET6_ADDRSTRLEN] = {};
+  if (family == Family::kV4) return std::string(text, format_v4(static_cast<uint32_t>(value), text));
   const auto raw = bytes();
-  inet_ntop(address_family(family), raw.data(), text, sizeof(text));
+  inet_ntop(AF_INET6, raw.data(), text, sizeof(text));
   return text;
 }
 
@@ -109,7 +125,14 @@ std::optional<IpPrefix> IpPrefix::parse(std::string_view text) {
   return IpPrefix{*address, static_cast<uint8_t>(length)};
 }
 
-std::string IpPrefix::str() const { return address.str() + '/' + std::to_string(length); }
+std::string IpPrefix::str() const {
+  std::string text = address.str();
+  text += '/';
+  if (length >= 100) text += static_cast<char>('0' + length / 100);
+  if (length >= 10) text += static_cast<char>('0' + length / 10 % 10);
+  text += static_cast<char>('0' + length % 10);
+  return text;
+}
 
 Uint128 IpPrefix::mask() const {
   const int bits = address.bits();

@@ -297,9 +297,12 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
   bool rtnetlink_news = false;  // a change of arpguard's that may be one of a burst
   for (const KernelEvent& event : in.events) {
     const bool side_effect = is_side_effect(event.delta);
-    // Described before it is applied: a removal names what it removed.
+    const bool ours = std::find(options_.own_portids.begin(), options_.own_portids.end(), event.sender_portid) !=
+                      options_.own_portids.end();
+    // Described before it is applied: a removal names what it removed. Our
+    // own changes are no cause (an apply's thousands of notifications).
     std::optional<std::string> cause;
-    if (!side_effect && causes_.size() < kCausesKept) cause = describe(event.delta, cache_);
+    if (!ours && !side_effect && causes_.size() < kCausesKept) cause = describe(event.delta, cache_);
     Touched t = apply_delta(cache_, event.delta);
     if (t.routing || t.host || t.all || t.link_addresses) flux_dirty_ = true;
     if (!t.changed && !t.resync) continue;
@@ -315,8 +318,6 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
       t.host = !t.regions.empty() || !senders_unmoved(policy_, desired_.vips, cache_, desired_.host);
     }
     if (!t.all && !t.host && !t.every_vip && !t.resync && t.regions.empty()) continue;
-    const bool ours = std::find(options_.own_portids.begin(), options_.own_portids.end(), event.sender_portid) !=
-                      options_.own_portids.end();
     if (!ours && !side_effect) {
       if (cause) causes_.push_back(std::move(*cause));
       ++foreign_changes_;

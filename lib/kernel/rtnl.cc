@@ -114,22 +114,44 @@ struct Request {
   MsgPtr msg;
   bool add = false;
   bool replace = false;
-  std::string what;
 };
+
+// The request as a failure names it: formatted only when one fails, not for
+// each of 100,000 that go in.
+std::string request_name(const RtnlChange& change) {
+  return std::visit(
+      Overloaded{
+          [](const DelAddress& a) { return fmt::format("RTM_DELADDR {} dev {}", a.key.prefix().str(), a.device); },
+          [](const AddAddress& a) { return fmt::format("RTM_NEWADDR {} dev {}", a.key.prefix().str(), a.device); },
+          [](const DelRoute& a) { return fmt::format("RTM_DELROUTE local {} table local", a.key.destination.str()); },
+          [](const AddRoute& a) {
+            return fmt::format("RTM_NEWROUTE local {} dev {} table local", a.key.destination.str(), a.device);
+          },
+          [](const RoutingChange& a) {
+            return std::visit(Overloaded{
+                                  [&](const PolicyRoute& r) {
+                                    return fmt::format("{} {} dev {} table {}", a.add ? "RTM_NEWROUTE" : "RTM_DELROUTE",
+                                                       r.key.destination.str(), a.device, r.key.table);
+                                  },
+                                  [&](const RoutingRule& r) {
+                                    return fmt::format("{} {}", a.add ? "RTM_NEWRULE" : "RTM_DELRULE", r.key.str());
+                                  },
+                              },
+                              a.object);
+          },
+      },
+      change);
+}
 
 Result<Request> build(const RtnlChange& change) {
   Request request;
   nl_msg* raw = nullptr;
   const int err = std::visit(
       Overloaded{
-          [&](const DelAddress& a) {
-            request.what = fmt::format("RTM_DELADDR {} dev {}", a.key.prefix().str(), a.device);
-            return rtnl_addr_build_delete_request(address_object(a.key).get(), 0, &raw);
-          },
+          [&](const DelAddress& a) { return rtnl_addr_build_delete_request(address_object(a.key).get(), 0, &raw); },
           [&](const AddAddress& a) {
             request.add = true;
             request.replace = a.replace;
-            request.what = fmt::format("RTM_NEWADDR {} dev {}", a.key.prefix().str(), a.device);
             AddrPtr addr = address_object(a.key);
             if (a.key.address.family == Family::kV4) rtnl_addr_set_scope(addr.get(), a.scope);
             if (a.deprecated) {
@@ -141,12 +163,10 @@ Result<Request> build(const RtnlChange& change) {
             return rtnl_addr_build_add_request(addr.get(), NLM_F_CREATE | (a.replace ? NLM_F_REPLACE : NLM_F_EXCL), &raw);
           },
           [&](const DelRoute& a) {
-            request.what = fmt::format("RTM_DELROUTE local {} table local", a.key.destination.str());
             return rtnl_route_build_del_request(route_object(a.key, a.link_index).get(), 0, &raw);
           },
           [&](const AddRoute& a) {
             request.add = true;
-            request.what = fmt::format("RTM_NEWROUTE local {} dev {} table local", a.key.destination.str(), a.device);
             return rtnl_route_build_add_request(route_object(a.key, a.link_index).get(), NLM_F_CREATE | NLM_F_EXCL, &raw);
           },
           [&](const RoutingChange& a) {
@@ -154,14 +174,11 @@ Result<Request> build(const RtnlChange& change) {
             return std::visit(
                 Overloaded{
                     [&](const PolicyRoute& r) {
-                      request.what = fmt::format("{} {} dev {} table {}", a.add ? "RTM_NEWROUTE" : "RTM_DELROUTE",
-                                                 r.key.destination.str(), a.device, r.key.table);
                       RoutePtr route = policy_route_object(r, a.add);
                       return a.add ? rtnl_route_build_add_request(route.get(), NLM_F_CREATE | NLM_F_EXCL, &raw)
                                    : rtnl_route_build_del_request(route.get(), 0, &raw);
                     },
                     [&](const RoutingRule& r) {
-                      request.what = fmt::format("{} {}", a.add ? "RTM_NEWRULE" : "RTM_DELRULE", r.key.str());
                       RulePtr rule = rule_object(r);
                       return a.add ? rtnl_rule_build_add_request(rule.get(), NLM_F_CREATE | NLM_F_EXCL, &raw)
                                    : rtnl_rule_build_delete_request(rule.get(), 0, &raw);
@@ -171,7 +188,7 @@ Result<Request> build(const RtnlChange& change) {
           },
       },
       change);
-  if (err < 0) return Error{fmt::format("{}: {}", request.what, nl_geterror(err))};
+  if (err < 0) return Error{fmt::format("{}: {}", request_name(change), nl_geterror(err))};
   request.msg.reset(raw);
   return request;
 }
@@ -471,7 +488,7 @@ std::vector<Status> Rtnl::apply(const std::vector<RtnlChange>& changes) {
     }
     if (in_flight.empty()) continue;
     if (Status sent = send_window(fd, iov); !sent) {
-      for (const auto& [seq, i] : in_flight) statuses[i] = Status::failure(requests[i - begin].what, sent.error().errno_value);
+      for (const auto& [seq, i] : in_flight) statuses[i] = Status::failure(request_name(changes[i]), sent.error().errno_value);
       continue;
     }
     std::map<uint32_t, int> results;
@@ -479,7 +496,7 @@ std::vector<Status> Rtnl::apply(const std::vector<RtnlChange>& changes) {
     for (const auto& [seq, i] : in_flight) {
       auto it = results.find(seq);
       if (it == results.end()) {
-        statuses[i] = Status::failure(fmt::format("{}: no answer from the kernel{}", requests[i - begin].what,
+        statuses[i] = Status::failure(fmt::format("{}: no answer from the kernel{}", request_name(changes[i]),
                                                   complete ? "" : " (its acknowledgements were lost)"));
         continue;
       }
@@ -490,7 +507,7 @@ std::vector<Status> Rtnl::apply(const std::vector<RtnlChange>& changes) {
       // a local route: another route with its key (a blackhole, say) holds it.
       if (request.add && !request.replace && error == EEXIST && !std::holds_alternative<AddRoute>(changes[i])) continue;
       if (!request.add && (error == EADDRNOTAVAIL || error == ENOENT || error == ENODEV || error == ESRCH)) continue;
-      statuses[i] = Status::failure(request.what, error, hint_for(error, changes[i]));
+      statuses[i] = Status::failure(request_name(changes[i]), error, hint_for(error, changes[i]));
     }
   }
   return statuses;

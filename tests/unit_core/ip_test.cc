@@ -1,5 +1,6 @@
 // Addresses, prefixes and ranges of both families: what text is one, how it
 // prints, what a prefix holds, how ranges merge and which addresses are special.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 
 #include <optional>
@@ -60,6 +61,26 @@ TEST_CASE("IPv4 dotted quads parse to their value and print back unchanged") {
     CHECK(a.size() == 4);
     CHECK(a.str() == c.text);
   }
+}
+
+TEST_CASE("IPv4 addresses and prefixes print as inet_ntop prints them, at every octet width") {
+  const uint32_t octets[] = {0, 1, 9, 10, 42, 99, 100, 109, 110, 199, 200, 250, 255};
+  for (uint32_t a : octets) {
+    for (uint32_t b : octets) {
+      const uint32_t value = (a << 24) | (b << 16) | (b << 8) | a;
+      const uint32_t wire = htonl(value);
+      char expected[INET_ADDRSTRLEN] = {};
+      REQUIRE(inet_ntop(AF_INET, &wire, expected, sizeof(expected)));
+      CAPTURE(std::string(expected));
+      const IpAddress address = ip(expected);
+      CHECK(address.str() == expected);
+      for (uint8_t length : {0, 8, 9, 24, 32}) {
+        CHECK(IpPrefix{address, length}.str() == std::string(expected) + "/" + std::to_string(length));
+      }
+    }
+  }
+  CHECK(IpPrefix{ip("2001:db8::"), 128}.str() == "2001:db8::/128");
+  CHECK(IpPrefix{ip("2001:db8::"), 100}.str() == "2001:db8::/100");
 }
 
 TEST_CASE("IPv6 text parses and prints in inet_ntop's form, as ip and nft print it") {

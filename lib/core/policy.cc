@@ -687,10 +687,12 @@ class PolicyReader {
   // only overlap the one reaching furthest among those before it.
   void check_overlaps() {
     std::vector<VipPolicy>& vips = policy_.vips;
-    std::stable_sort(vips.begin(), vips.end(), [](const VipPolicy& a, const VipPolicy& b) {
+    auto by_first = [](const VipPolicy& a, const VipPolicy& b) {
       return std::tie(a.prefix.address.family, a.prefix.address.value, b.prefix.length) <
              std::tie(b.prefix.address.family, b.prefix.address.value, a.prefix.length);
-    });
+    };
+    // Large policies are mostly written in order: moving 100,000 VIPs costs more than looking.
+    if (!std::is_sorted(vips.begin(), vips.end(), by_first)) std::stable_sort(vips.begin(), vips.end(), by_first);
     size_t widest = 0;
     for (size_t i = 1; i < vips.size(); ++i) {
       const VipPolicy& earlier = vips[widest];

@@ -255,6 +255,7 @@ Result<std::unique_ptr<Rtnl>> Rtnl::open() {
     return Error{fmt::format("connect rtnetlink: {}", nl_geterror(err))};
   }
   nl_socket_set_buffer_size(sock, kSocketBuffer, kSocketBuffer);
+  nlmsg_set_default_size(1024);
   // Pipelined requests are matched to their acks by sequence number here, not by libnl.
   nl_socket_disable_seq_check(sock);
   return std::unique_ptr<Rtnl>(new Rtnl(sock));

@@ -92,8 +92,6 @@ std::string IpAddress::str() const {
   return text;
 }
 
-Uint128 IpAddress::max_value() const { return family == Family::kV4 ? Uint128{0xffffffffu} : ~Uint128{0}; }
-
 bool IpAddress::is_loopback() const {
   return family == Family::kV4 ? (value >> 24) == 127 : value == 1;
 }
@@ -132,13 +130,6 @@ std::string IpPrefix::str() const {
   if (length >= 10) text += static_cast<char>('0' + length / 10 % 10);
   text += static_cast<char>('0' + length % 10);
   return text;
-}
-
-Uint128 IpPrefix::mask() const {
-  const int bits = address.bits();
-  if (length == 0) return 0;
-  const Uint128 all = address.max_value();
-  return (all << (bits - length)) & all;
 }
 
 bool IpPrefix::overlaps(const IpPrefix& other) const {

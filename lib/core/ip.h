@@ -62,7 +62,7 @@ struct IpAddress {
   size_t size() const { return family == Family::kV4 ? 4 : 16; }
   uint32_t v4_network_order() const;
 
-  Uint128 max_value() const;
+  Uint128 max_value() const { return family == Family::kV4 ? Uint128{0xffffffffu} : ~Uint128{0}; }
   bool is_max() const { return value == max_value(); }
   /// REQUIRES: !is_max() / value != 0.
   IpAddress next() const { return {family, value + 1}; }
@@ -94,12 +94,16 @@ struct IpPrefix {
   std::string str() const;
   Family family() const { return address.family; }
   bool is_host() const { return length == address.bits(); }
-  Uint128 mask() const;
+  Uint128 mask() const {
+    if (length == 0) return 0;
+    const Uint128 all = address.max_value();
+    return (all << (address.bits() - length)) & all;
+  }
   /// True when no host bits are set below the prefix length.
   bool is_canonical() const { return (address.value & ~mask()) == 0; }
   IpAddress first() const { return {address.family, address.value & mask()}; }
   IpAddress last() const { return {address.family, (address.value & mask()) | (~mask() & address.max_value())}; }
-  bool contains(const IpAddress& ip) const { return ip.family == family() && ip.value >= first().value && ip.value <= last().value; }
+  bool contains(const IpAddress& ip) const { return ip.family == family() && ((ip.value ^ address.value) & mask()) == 0; }
   bool overlaps(const IpPrefix& other) const;
 };
 

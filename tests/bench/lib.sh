@@ -193,6 +193,9 @@ settle() {
 # Statistics over numbers on stdin.
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 minimum() { sort -g | head -1; }
+maximum() { sort -g | tail -1; }
+# percentile P: the nearest-rank P-th percentile.
+percentile() { sort -g | awk -v p="$1" '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit } r = int((p * NR + 99) / 100); if (r < 1) r = 1; print a[r] }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 fmt_s() { awk -v ms="$1" 'BEGIN { printf "%.3f", ms / 1000 }'; }
 fmt_ms() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms }'; }

@@ -99,6 +99,10 @@ std::vector<ManagedVip> managed_in_scope(const Observed& observed, const DiffSco
     const Link* link = observed.link_at(route.second.link_index);
     out.push_back({route.first.destination, VipKind::kRoute, link ? link->name : "lo"});
   };
+  // Two runs, the record's VIPs and then the routes: each in order almost
+  // always (the record is a set, routes come by destination, and the regions
+  // are sorted), so merged in O(n) rather than sorted.
+  std::ptrdiff_t routes_from = 0;
   // A scope of many regions (a deleted table) is cheaper walked than looked up.
   const bool walk = scope.everything ||
                     scope.regions.size() * 33 > observed.state.vips.size() + observed.local_routes.size();
@@ -107,26 +111,27 @@ std::vector<ManagedVip> managed_in_scope(const Observed& observed, const DiffSco
     for (const ManagedVip& vip : observed.state.vips) {
       if (wanted(vip.prefix)) take_vip(vip);
     }
-    const auto routes_from = static_cast<std::ptrdiff_t>(out.size());
+    routes_from = static_cast<std::ptrdiff_t>(out.size());
     for (const auto& route : observed.local_routes) {
       if (wanted(route.first.destination)) take_route(route);
     }
-    // Two runs, each in order almost always (the record is a set; routes come
-    // by destination): merged in O(n) rather than sorted.
-    const auto middle = out.begin() + routes_from;
-    if (!std::is_sorted(middle, out.end())) std::sort(middle, out.end());
-    std::inplace_merge(out.begin(), middle, out.end());
   } else {
     for (const IpRange& region : scope.regions) {
       for_each_overlapping(
           observed.state.vips, region, observed.managed_lengths, [](const ManagedVip& v) { return v.prefix; },
           [](const IpPrefix& p) { return ManagedVip{p, VipKind::kAddress, ""}; }, take_vip);
+    }
+    routes_from = static_cast<std::ptrdiff_t>(out.size());
+    for (const IpRange& region : scope.regions) {
       for_each_overlapping(
           observed.local_routes, region, observed.managed_lengths, [](const auto& route) { return route.first.destination; },
           [](const IpPrefix& p) { return RouteKey{p, 0}; }, take_route);
     }
-    std::sort(out.begin(), out.end());
   }
+  const auto middle = out.begin() + routes_from;
+  if (!std::is_sorted(out.begin(), middle)) std::sort(out.begin(), middle);
+  if (!std::is_sorted(middle, out.end())) std::sort(middle, out.end());
+  std::inplace_merge(out.begin(), middle, out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }

@@ -152,7 +152,7 @@ std::string IpRange::str() const {
 }
 
 std::vector<IpRange> merge_ranges(std::vector<IpRange> ranges) {
-  std::sort(ranges.begin(), ranges.end());
+  if (!std::is_sorted(ranges.begin(), ranges.end())) std::sort(ranges.begin(), ranges.end());
   std::vector<IpRange> out;
   out.reserve(ranges.size());
   for (const IpRange& range : ranges) {

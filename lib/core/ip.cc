@@ -151,8 +151,32 @@ std::string IpRange::str() const {
   return first.str() + '-' + last.str();
 }
 
+namespace {
+
+// Ranges usually come as a few runs each in order (a plan's elements, then
+// its VIPs; notifications in the kernel's order): merged run by run in O(n)
+// each, sorted only when there are many.
+void sort_runs(std::vector<IpRange>& ranges) {
+  constexpr size_t kMaxRuns = 16;
+  std::vector<size_t> starts;
+  for (size_t i = 1; i < ranges.size() && starts.size() <= kMaxRuns; ++i) {
+    if (ranges[i] < ranges[i - 1]) starts.push_back(i);
+  }
+  if (starts.size() > kMaxRuns) {
+    std::sort(ranges.begin(), ranges.end());
+    return;
+  }
+  for (size_t k = 0; k < starts.size(); ++k) {
+    const size_t end = k + 1 < starts.size() ? starts[k + 1] : ranges.size();
+    std::inplace_merge(ranges.begin(), ranges.begin() + static_cast<std::ptrdiff_t>(starts[k]),
+                       ranges.begin() + static_cast<std::ptrdiff_t>(end));
+  }
+}
+
+}  // namespace
+
 std::vector<IpRange> merge_ranges(std::vector<IpRange> ranges) {
-  if (!std::is_sorted(ranges.begin(), ranges.end())) std::sort(ranges.begin(), ranges.end());
+  sort_runs(ranges);
   std::vector<IpRange> out;
   out.reserve(ranges.size());
   for (const IpRange& range : ranges) {

@@ -157,12 +157,12 @@ namespace {
 // its VIPs; notifications in the kernel's order): merged run by run in O(n)
 // each, sorted only when there are many.
 void sort_runs(std::vector<IpRange>& ranges) {
-  constexpr size_t kMaxRuns = 16;
+  constexpr size_t kMaxBreaks = 16;  // places where order breaks: up to 17 runs merged
   std::vector<size_t> starts;
-  for (size_t i = 1; i < ranges.size() && starts.size() <= kMaxRuns; ++i) {
+  for (size_t i = 1; i < ranges.size() && starts.size() <= kMaxBreaks; ++i) {
     if (ranges[i] < ranges[i - 1]) starts.push_back(i);
   }
-  if (starts.size() > kMaxRuns) {
+  if (starts.size() > kMaxBreaks) {
     std::sort(ranges.begin(), ranges.end());
     return;
   }

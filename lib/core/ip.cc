@@ -153,23 +153,30 @@ std::string IpRange::str() const {
 
 namespace {
 
-// Ranges usually come as a few runs each in order (a plan's elements, then
-// its VIPs; notifications in the kernel's order): merged run by run in O(n)
-// each, sorted only when there are many.
+// Ranges usually come as runs each in order (a plan's elements, then its
+// VIPs; notifications a window at a time): merged pairwise, O(n log runs),
+// and sorted only when the runs are too short to be worth it.
 void sort_runs(std::vector<IpRange>& ranges) {
-  constexpr size_t kMaxBreaks = 16;  // places where order breaks: up to 17 runs merged
-  std::vector<size_t> starts;
-  for (size_t i = 1; i < ranges.size() && starts.size() <= kMaxBreaks; ++i) {
-    if (ranges[i] < ranges[i - 1]) starts.push_back(i);
+  std::vector<size_t> bounds{0};
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    if (ranges[i] < ranges[i - 1]) bounds.push_back(i);
   }
-  if (starts.size() > kMaxBreaks) {
+  bounds.push_back(ranges.size());
+  const size_t runs = bounds.size() - 1;
+  if (runs > 1 && runs > ranges.size() / 4) {
     std::sort(ranges.begin(), ranges.end());
     return;
   }
-  for (size_t k = 0; k < starts.size(); ++k) {
-    const size_t end = k + 1 < starts.size() ? starts[k + 1] : ranges.size();
-    std::inplace_merge(ranges.begin(), ranges.begin() + static_cast<std::ptrdiff_t>(starts[k]),
-                       ranges.begin() + static_cast<std::ptrdiff_t>(end));
+  auto at = [&](size_t i) { return ranges.begin() + static_cast<std::ptrdiff_t>(i); };
+  while (bounds.size() > 2) {
+    std::vector<size_t> merged{0};
+    size_t k = 0;
+    for (; k + 2 < bounds.size(); k += 2) {
+      std::inplace_merge(at(bounds[k]), at(bounds[k + 1]), at(bounds[k + 2]));
+      merged.push_back(bounds[k + 2]);
+    }
+    if (k + 1 < bounds.size()) merged.push_back(bounds.back());  // an odd run out, carried to the next pass
+    bounds = std::move(merged);
   }
 }
 

@@ -208,8 +208,10 @@ class Differ {
   void diff_address_vip(const DesiredVip& vip, const Link* device) {
     bool present = false;
     bool replace = false;
+    bool there = false;  // on its device already, in some form
     for (const auto& [key, info] : observed_.addresses_of(vip.prefix.address)) {
       if (device && key.link_index == device->index && key.length == vip.prefix.length) {
+        there = true;
         if (vip.prefix.family() == Family::kV4 && info.scope != vip.scope) {
           deletions_.emplace_back(DelAddress{key, vip.device, DelReason::kWrongAttributes, {}});
         } else {
@@ -221,8 +223,10 @@ class Differ {
       }
     }
     if (device && (!present || replace)) {
+      // Someone else's address put right (its scope, its lifetimes) stays someone else's.
+      const bool adopted = there && !is_managed(vip.managed());
       additions_.emplace_back(AddAddress{AddressKey{vip.prefix.address, vip.prefix.length, device->index}, vip.device,
-                                         vip.scope, vip.deprecated, replace});
+                                         vip.scope, vip.deprecated, replace, adopted});
     }
   }
 

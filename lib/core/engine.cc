@@ -140,7 +140,10 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
     std::vector<Status> statuses = kernel_.netlink.apply(changes);
     for (size_t k = 0; k < indices.size(); ++k) {
       Status status = k < statuses.size() ? statuses[k] : Status::failure("rtnetlink: no answer");
-      if (status.ok() && vips) (adding ? out.state.added : out.state.removed).push_back(managed_of(changes[k]));
+      const auto* adopted = std::get_if<AddAddress>(&changes[k]);
+      if (status.ok() && vips && !(adopted && adopted->adopted)) {
+        (adding ? out.state.added : out.state.removed).push_back(managed_of(changes[k]));
+      }
       out.results[indices[k]] = std::move(status);
     }
   };

@@ -107,6 +107,7 @@ std::string describe(const Action& action) {
           [](const AddAddress& a) {
             std::string extra = scope_suffix(a.scope);
             if (a.deprecated) extra += " nodad preferred_lft 0";
+            if (a.adopted) extra += " (there before arpguard: not its own)";
             return fmt::format("{} vip {} dev {}{}", a.replace ? "change" : "add", a.key.prefix().str(), a.device,
                                extra);
           },

@@ -55,6 +55,9 @@ struct AddAddress {
   uint8_t scope = kScopeGlobal;
   bool deprecated = false;  ///< IPv6: preferred_lft 0 (and nodad)
   bool replace = false;     ///< present with other lifetimes: changed in place
+  /// There before arpguard, not its own: changed as the VIP needs, never
+  /// recorded as arpguard's, so never removed by it.
+  bool adopted = false;
 };
 
 struct AddRoute {

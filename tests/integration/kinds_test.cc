@@ -497,6 +497,26 @@ TEST_CASE("kinds: a reload that changes a VIP's kind or a prefix's length leaves
   CHECK(k.segment.arp_replies(kInPrefix4).empty());
 }
 
+TEST_CASE("kinds: an IPv6 address on lo before arpguard, named in the policy, is made a VIP but stays someone else's") {
+  Kinds k;
+  // Made by hand, with the kernel's default lifetimes: a source the host would choose.
+  k.segment.rs.must("ip -6 addr add 2001:db8:79::1/128 dev lo");
+  const std::string vip = "[[vip]]\naddress = \"2001:db8:79::1\"\n";
+  k.start(k.write_policy(vip));
+  const json made = k.address6("lo", "2001:db8:79::1");
+  REQUIRE(made.is_object());
+  CHECK(made.value("preferred_life_time", -1) == 0);  // deprecated: answered from, never a source
+  CAPTURE(k.daemon->log());
+  CHECK(contains(k.daemon->log(), "(there before arpguard: not its own)"));
+
+  // A reload without it leaves it: only what arpguard added is arpguard's to remove.
+  k.write_policy("");
+  CommandResult reload = run(arpguard_bin() + " reload --socket " + k.control_socket());
+  CHECK(reload.exit_code == 0);
+  CHECK(k.address6("lo", "2001:db8:79::1").is_object());
+  CHECK_FALSE(contains(k.daemon->log(), "del vip 2001:db8:79::1/128"));
+}
+
 // ---- 2: NDP and ARP on the wire ------------------------------------------------
 
 TEST_CASE("kinds: an IPv6 VIP is never answered by NDP, with each method; one found on eth0 is moved to lo") {

@@ -346,6 +346,40 @@ TEST_CASE("a VIP at scope global under arp_ignore = 3 is replaced at scope host,
   CHECK(rig.ready().ready);
 }
 
+TEST_CASE("an address on lo before arpguard, named in the policy, is changed as a VIP needs but never taken as its own") {
+  // An IPv6 one without the VIP's lifetimes, an IPv4 one at scope global under
+  // arp_ignore = 3: both are changed in place, neither is recorded as arpguard's,
+  // and a reload without them leaves them where they were (issue 9: removal
+  // removes only what arpguard owns).
+  const std::string vips = "[[vip]]\naddress = \"192.0.2.10\"\n[[vip]]\naddress = \"2001:db8::10\"\n";
+  Rig rig("[arp]\narp_ignore = 3\n" + vips, false);
+  rig.kernel.world.put_address(address("192.0.2.10/32"), AddressInfo{kScopeGlobal, kAddrFlagPermanent});
+  rig.kernel.world.put_address(address("2001:db8::10/128"), AddressInfo{kScopeGlobal, kAddrFlagPermanent});
+  rig.boot();
+  REQUIRE(rig.kernel.world.addresses.count(address("192.0.2.10/32")));
+  CHECK(rig.kernel.world.addresses.at(address("192.0.2.10/32")).scope == kScopeHost);
+  REQUIRE(rig.kernel.world.addresses.count(address("2001:db8::10/128")));
+  CHECK(rig.kernel.world.addresses.at(address("2001:db8::10/128")).deprecated());
+  CHECK(rig.kernel.state_record.vips.empty());
+  CHECK(rig.ready().ready);
+
+  rig.driver->feed(input::Reload{parse_policy("[arp]\narp_ignore = 3\n", "p.toml"), 9});
+  rig.settle();
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.kernel.world.addresses.count(address("2001:db8::10/128")));
+
+  // One arpguard added itself is still its own, and goes.
+  rig.driver->feed(input::Reload{parse_policy("[arp]\narp_ignore = 3\n" + vips + "[[vip]]\naddress = \"192.0.2.11\"\n", "p.toml"), 10});
+  rig.settle();
+  CHECK(rig.has_address("192.0.2.11/32"));
+  CHECK(rig.kernel.state_record.vips.size() == 1);
+  rig.driver->feed(input::Reload{parse_policy("[arp]\narp_ignore = 3\n", "p.toml"), 11});
+  rig.settle();
+  CHECK_FALSE(rig.has_address("192.0.2.11/32"));
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.kernel.world.addresses.count(address("2001:db8::10/128")));
+}
+
 TEST_CASE("reload: a bad policy is rejected with its errors and changes nothing; a good one answers when met") {
   Rig rig(kOneVip + "[[vip]]\naddress = \"192.0.2.11\"\n");
   PolicyResult bad = parse_policy("[[vip]]\naddress = \"192.0.2.12\"\nport = 80\n", "p.toml");

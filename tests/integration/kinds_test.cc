@@ -671,7 +671,7 @@ TEST_CASE("kinds: connections the real server makes never come from an IPv6 VIP"
   const CommandResult r = k.apply(k.write_policy(kAllKinds));
   CAPTURE(r.out);
   CHECK(r.exit_code == 0);
-  CHECK(contains(r.out, "change vip 2001:db8:1::10/128 dev lo nodad preferred_lft 0\n"));
+  CHECK(contains(r.out, "change vip 2001:db8:1::10/128 dev lo nodad preferred_lft 0 (there before arpguard: not its own)\n"));
   CHECK(k.vip6_in_place(kVip6));
   CHECK(k.source_for(kClientIp6) == "2001:db8:ff::1");
   CHECK(k.peer_seen_by_client() == "2001:db8:ff::1");

@@ -296,7 +296,7 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
   bool cache_changed = false;
   bool rtnetlink_news = false;  // a change of arpguard's that may be one of a burst
   for (const KernelEvent& event : in.events) {
-    const bool side_effect = is_side_effect(event.delta);
+    const bool side_effect = is_side_effect(event);
     const bool ours = std::find(options_.own_portids.begin(), options_.own_portids.end(), event.sender_portid) !=
                       options_.own_portids.end();
     // Described before it is applied: a removal names what it removed. Our
@@ -364,7 +364,8 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
   if (!applying_) schedule_debounce(now, out, whole ? 0.0 : kDebounceSeconds);
 }
 
-bool Supervisor::is_side_effect(const Delta& change) const {
+bool Supervisor::is_side_effect(const KernelEvent& event) const {
+  const Delta& change = event.delta;
   // The kernel's own local routes come and go with addresses: the address is the news.
   auto kernel_route = [&](const RouteKey& key) {
     auto it = cache_.local_routes.find(key);
@@ -372,6 +373,30 @@ bool Supervisor::is_side_effect(const Delta& change) const {
   };
   if (const auto* up = std::get_if<delta::RouteUpsert>(&change)) return up->info.protocol == kRouteProtoKernel;
   if (const auto* gone = std::get_if<delta::RouteRemoved>(&change)) return kernel_route(gone->key);
+  // IPv6 names no sender for any address change (inet6_ifa_notify says 0),
+  // arpguard's own included. Said by the kernel, a VIP put on its device as
+  // arpguard wants it (DAD done or skipped, whoever added it), bookkeeping on
+  // another address already there, or an address gone that is no VIP where
+  // it was (arpguard's own removal of a VIP dropped from the policy, or of a
+  // misplaced one): none is someone else's change to what arpguard protects.
+  // One that leaves a VIP otherwise (`ip -6 addr change ... preferred_lft
+  // forever`) is.
+  if (event.sender_portid != 0) return false;
+  auto vip_at = [&](const AddressKey& key) -> const DesiredVip* {
+    const DesiredVip* vip = desired_.vips.bound_containing(key.address);
+    const Link* link = cache_.link_at(key.link_index);
+    const bool there = vip && vip->kind == VipKind::kAddress && vip->prefix.length == key.length && link &&
+                       link->name == vip->device;
+    return there ? vip : nullptr;
+  };
+  if (const auto* up = std::get_if<delta::AddressUpsert>(&change)) {
+    if (const DesiredVip* vip = vip_at(up->key)) {
+      return up->info.deprecated() == vip->deprecated &&
+             (up->key.address.family == Family::kV6 || up->info.scope == vip->scope);
+    }
+    return cache_.addresses.count(up->key) != 0;
+  }
+  if (const auto* gone = std::get_if<delta::AddressRemoved>(&change)) return vip_at(gone->key) == nullptr;
   return false;
 }
 

@@ -177,7 +177,7 @@ class Supervisor {
   void on_events(const input::Events& events, double now, Out& out);
   void on_sysctls(Result<SysctlValues> values, double now, Out& out);
   /// A change the kernel makes as a consequence of another (local routes of addresses).
-  bool is_side_effect(const Delta& change) const;
+  bool is_side_effect(const KernelEvent& event) const;
   void on_applied(const ApplyOutcome& outcome, double now, Out& out);
   void on_timer(TimerId id, double now, Out& out);
   void on_reload(input::Reload reload, double now, Out& out);

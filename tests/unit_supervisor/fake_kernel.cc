@@ -53,14 +53,22 @@ int FakeKernel::link_index(const std::string& name) const {
 
 // ---- others ----
 
+namespace {
+// As the kernel says who changed an address: IPv4 names the requesting
+// socket; IPv6 (inet6_ifa_notify) never does, and says 0, for arpguard's own too.
+uint32_t address_sender(const AddressKey& key, uint32_t requester) {
+  return key.address.family == Family::kV6 ? 0 : requester;
+}
+}  // namespace
+
 void FakeKernel::foreign_delete_address(const AddressKey& key) {
   world.remove_address(key);
-  notify(kOtherPort, delta::AddressRemoved{key});
+  notify(address_sender(key, kOtherPort), delta::AddressRemoved{key});
 }
 
 void FakeKernel::foreign_add_address(const AddressKey& key, AddressInfo info) {
   world.put_address(key, info);
-  notify(kOtherPort, delta::AddressUpsert{key, info});
+  notify(address_sender(key, kOtherPort), delta::AddressUpsert{key, info});
 }
 
 void FakeKernel::foreign_delete_route(const RouteKey& key) {
@@ -146,7 +154,7 @@ std::vector<Status> FakeKernel::apply(const std::vector<RtnlChange>& changes) {
               if (auto e = failure(Call::kRtnlDelete)) return Status::failure("RTM_DELADDR " + a.key.prefix().str(), *e);
               if (world.addresses.count(a.key)) {
                 world.remove_address(a.key);
-                notify(kOwnRtnlPort, delta::AddressRemoved{a.key});
+                notify(address_sender(a.key, kOwnRtnlPort), delta::AddressRemoved{a.key});
                 wrote("del address " + a.key.prefix().str() + " dev " + a.device);
               }
               return Status();
@@ -159,7 +167,7 @@ std::vector<Status> FakeKernel::apply(const std::vector<RtnlChange>& changes) {
               if (a.deprecated) flags |= kAddrFlagDeprecated | kAddrFlagNoDad;
               const AddressInfo info{a.scope, flags};
               world.put_address(a.key, info);
-              notify(kOwnRtnlPort, delta::AddressUpsert{a.key, info});
+              notify(address_sender(a.key, kOwnRtnlPort), delta::AddressUpsert{a.key, info});
               wrote("add address " + a.key.prefix().str() + " dev " + a.device);
               return Status();
             },

@@ -346,6 +346,37 @@ TEST_CASE("a VIP at scope global under arp_ignore = 3 is replaced at scope host,
   CHECK(rig.ready().ready);
 }
 
+TEST_CASE("IPv6 VIPs arpguard adds are not someone else's change, though the kernel names no sender for them") {
+  // More than two windows of VIPs: a change by someone else would end the apply after the first.
+  std::string policy;
+  for (int i = 1; i <= 600; ++i) policy += fmt::format("[[vip]]\naddress = \"2001:db8:1::{:x}\"\n", i);
+  Rig rig(policy);
+  CHECK(rig.kernel_meets_policy());
+  CHECK_FALSE(rig.logged("someone else changed arpguard's state"));
+  CHECK_FALSE(rig.logged("repair after"));
+  CHECK(rig.status().repairs_total == 0);
+  CHECK(rig.ready().ready);
+
+  // A reload that swaps them all for others: arpguard's removals are not someone else's either.
+  std::string other;
+  for (int i = 1; i <= 600; ++i) other += fmt::format("[[vip]]\naddress = \"2001:db8:2::{:x}\"\n", i);
+  rig.driver->feed(input::Reload{parse_policy(other, "p.toml"), 5});
+  rig.settle();
+  for (int i = 1; i <= 600; ++i) {
+    CHECK_FALSE(rig.kernel.world.addresses.count(address(fmt::format("2001:db8:1::{:x}/128", i).c_str())));
+    CHECK(rig.kernel.world.addresses.count(address(fmt::format("2001:db8:2::{:x}/128", i).c_str())));
+  }
+  CHECK_FALSE(rig.logged("someone else changed arpguard's state"));
+  CHECK_FALSE(rig.logged("repair after"));
+  CHECK(rig.ready().ready);
+
+  // Someone else's deletion of one still is.
+  rig.kernel.foreign_delete_address(address("2001:db8:2::7/128"));
+  rig.settle();
+  CHECK(rig.kernel.world.addresses.count(address("2001:db8:2::7/128")));
+  CHECK(rig.logged("repair after RTM_DELADDR 2001:db8:2::7/128 dev lo"));
+}
+
 TEST_CASE("an address on lo before arpguard, named in the policy, is changed as a VIP needs but never taken as its own") {
   // An IPv6 one without the VIP's lifetimes, an IPv4 one at scope global under
   // arp_ignore = 3: both are changed in place, neither is recorded as arpguard's,

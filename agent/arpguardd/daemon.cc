@@ -367,6 +367,11 @@ std::string Daemon::on_control(std::string_view line) {
   if (command == "status" || command == "status vips") {
     driver_->refresh_for_query();
     reply = to_json(driver_->supervisor().snapshot(monotonic(), command == "status vips"));
+  } else if (serving_queries_) {
+    // Asked while an apply of thousands of VIPs runs: changing course mid-way
+    // is not on offer, and an answer now beats one after the apply.
+    reply = {{"ok", false}, {"error", "arpguardd is applying a change to thousands of VIPs: try again when it is done "
+                                       "(arpguard status shows progress)"}};
   } else if (command == "drain" || command == "resume") {
     driver_->feed(input::Drain{command == "drain"});
     reply = {{"ok", true}, {"draining", command == "drain"}};
@@ -437,6 +442,21 @@ void Daemon::ping_watchdog(double now) {
   // Pinged from the loop itself: a loop that stalls stops pinging.
   notifier_.send("WATCHDOG=1");
   next_watchdog_ = now + *notifier_.watchdog_interval() / 2;
+}
+
+void Daemon::serve_queries() {
+  if (serving_queries_ || !peers_) return;
+  serving_queries_ = true;
+  // Only the peers' sockets, without waiting: signals and kernel
+  // notifications stay in theirs (the loop is level-triggered) until the
+  // apply is done.
+  epoll_event events[kMaxEvents];
+  const int n = epoll_wait(epoll_fd_, events, kMaxEvents, 0);
+  const double now = monotonic();
+  for (int i = 0; i < n; ++i) peers_->handle(events[i].data.fd, events[i].events, now);
+  peers_->expire(now);
+  ping_watchdog(now);
+  serving_queries_ = false;
 }
 
 int Daemon::run() {

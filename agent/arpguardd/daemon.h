@@ -44,6 +44,7 @@ class Daemon final : public Host {
   void persist_drain(bool draining) override;
   void probe(const std::vector<command::ProbeTarget>& targets) override;
   double now() const override;
+  void serve_queries() override;
 
  private:
   bool start();
@@ -80,6 +81,7 @@ class Daemon final : public Host {
   uint64_t next_request_ = 1;
   bool events_held_ = false;  ///< the loop does not wake for kernel notifications (Driver::events_can_wait)
   bool hold_failed_ = false;  ///< said once that epoll_ctl failed
+  bool serving_queries_ = false;  ///< inside serve_queries: an apply is under way
 };
 
 }  // namespace arpguard

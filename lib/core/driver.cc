@@ -21,6 +21,7 @@ class Driver::Verifier final : public arpguard::Verifier {
     driver_.pull_events();
     return driver_.supervisor_.foreign_changes() != foreign_at_start_;
   }
+  void between_windows() override { driver_.host_.serve_queries(); }
   std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) override {
     driver_.pull_events();
     Supervisor& supervisor = driver_.supervisor_;

@@ -33,6 +33,10 @@ class Host {
   /// Best effort: a host that cannot send says so in its own log, once.
   virtual void probe(const std::vector<command::ProbeTarget>& targets) = 0;
   virtual double now() const = 0;  ///< monotonic seconds
+  /// While an apply of thousands of VIPs runs, between its windows: answers
+  /// the readiness and status queries waiting now, from what is known so far.
+  /// Nothing else is done there (no signal, no kernel notification's repair).
+  virtual void serve_queries() {}
 };
 
 class Driver {

@@ -149,7 +149,13 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
   };
 
   // 1. VIPs that go: removal first can never expose anything.
-  if (!deletions.empty()) run_rtnl(deletions, true, false);
+  for (size_t begin = 0; begin < deletions.size(); begin += kVerifyWindow) {
+    if (begin > 0) verifier.between_windows();
+    const size_t end = std::min(deletions.size(), begin + kVerifyWindow);
+    run_rtnl(std::vector<size_t>(deletions.begin() + static_cast<std::ptrdiff_t>(begin),
+                                 deletions.begin() + static_cast<std::ptrdiff_t>(end)),
+             true, false);
+  }
 
   // 2. Source routing, before the arp_filter it makes right.
   if (!routing.empty()) run_rtnl(routing, false, false);
@@ -182,6 +188,7 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
   // for each window, as the kernel takes them, for a window of thousands of
   // VIPs takes seconds, and someone may take an element away meanwhile.
   for (size_t begin = 0; begin < additions.size(); begin += kVerifyWindow) {
+    if (begin > 0) verifier.between_windows();
     if (begin > 0 && verifier.interrupted()) {
       const Reason why = not_ready(ReasonKind::kVipNotSuppressed,
                                    "someone else changed arpguard's state while VIPs were being added: the rest wait "

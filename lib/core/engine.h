@@ -28,6 +28,9 @@ class Verifier {
   /// VIPs not yet added wait for a plan that has seen it (what was taken from
   /// those already added is put back first).
   virtual bool interrupted() { return false; }
+  /// Between two windows of an rtnetlink phase: an apply of thousands of VIPs
+  /// takes seconds, and a daemon answers the readiness queries waiting meanwhile.
+  virtual void between_windows() {}
 };
 
 struct ApplyOutcome {

@@ -106,8 +106,10 @@ class FakeHost final : public Host {
     probes.insert(probes.end(), targets.begin(), targets.end());
   }
   double now() const override { return clock; }
+  void serve_queries() override { ++queries_served; }
 
   double clock = 1000;
+  int queries_served = 0;  ///< serve_queries() calls: one between each two windows of an apply
   std::vector<std::string> logs;          ///< "<3>text"
   std::vector<std::string> notifications;
   size_t checks_run = 0;

@@ -377,6 +377,19 @@ TEST_CASE("IPv6 VIPs arpguard adds are not someone else's change, though the ker
   CHECK(rig.logged("repair after RTM_DELADDR 2001:db8:2::7/128 dev lo"));
 }
 
+TEST_CASE("an apply of thousands of VIPs lets the daemon answer queries between its windows, adding and removing") {
+  std::string policy;
+  for (int i = 0; i < 2000; ++i) policy += fmt::format("[[vip]]\naddress = \"10.64.{}.{}\"\n", i / 250, 1 + i % 250);
+  Rig rig(policy);
+  REQUIRE(rig.kernel_meets_policy());
+  CHECK(rig.host.queries_served >= 2000 / 256);  // 8 windows of adds: 7 gaps between them
+  const int after_start = rig.host.queries_served;
+  rig.driver->feed(input::Reload{parse_policy("", "p.toml"), 3});
+  rig.settle();
+  CHECK_FALSE(rig.has_address("10.64.0.1/32"));
+  CHECK(rig.host.queries_served - after_start >= 2000 / 256);  // and as many windows of removals
+}
+
 TEST_CASE("an address on lo before arpguard, named in the policy, is changed as a VIP needs but never taken as its own") {
   // An IPv6 one without the VIP's lifetimes, an IPv4 one at scope global under
   // arp_ignore = 3: both are changed in place, neither is recorded as arpguard's,

@@ -1,5 +1,7 @@
 #include <fmt/format.h>
 
+#include <cstdio>
+
 #include "agent/arpguard/commands.h"
 #include "core/diff.h"
 #include "core/engine.h"
@@ -27,6 +29,20 @@ std::vector<std::string> unmet(const Desired& desired, const Observed& observed)
   for (const DesiredVip& vip : desired.vips.bound) add(vip_reasons(desired, observed, inputs, vip));
   for (const IpPrefix& prefix : desired.vips.redirected) add(redirect_reasons(desired, observed, inputs, prefix));
   return out;
+}
+
+// One line each, written in large blocks rather than a call per line.
+void print_lines(const std::vector<std::string>& lines) {
+  fmt::memory_buffer out;
+  for (const std::string& line : lines) {
+    out.append(line);
+    out.push_back('\n');
+    if (out.size() >= 64 * 1024) {
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      out.clear();
+    }
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
 }  // namespace
@@ -61,7 +77,7 @@ int apply(const std::string& file, bool dry_run) {
     const Desired desired = make_desired(policy, *observed, /*daemon=*/false);
     const Plan plan = Diff(desired, *observed);
     if (dry_run) {
-      for (const std::string& line : plan.lines()) fmt::print("{}\n", line);
+      print_lines(plan.lines());
       fmt::print("dry run: {} action(s) planned, nothing changed\n", plan.actions.size());
       return 0;
     }
@@ -72,7 +88,7 @@ int apply(const std::string& file, bool dry_run) {
       fmt::print("converged: {} action(s) applied\n", applied);
       return 0;
     }
-    for (const std::string& line : plan.lines()) fmt::print("{}\n", line);
+    print_lines(plan.lines());
     ReadBackVerifier verifier((*kernel)->apis(), desired);
     const ApplyOutcome outcome = engine.apply(plan, verifier);
     for (size_t i = 0; i < outcome.results.size(); ++i) {

@@ -19,6 +19,26 @@ const DesiredVip* DesiredVips::bound_containing(const IpAddress& address) const 
   return it->prefix.contains(address) ? &*it : nullptr;
 }
 
+const DesiredVip* DesiredVips::bound_containing(const IpAddress& address, size_t& hint) const {
+  // bound[hint] is the last VIP starting at or before the last address asked:
+  // it still is one for this address when this one is not smaller.
+  constexpr size_t kSteps = 4;
+  if (hint < bound.size() && !(address < bound[hint].prefix.first())) {
+    size_t i = hint;
+    for (size_t step = 0; step < kSteps && i + 1 < bound.size() && !(address < bound[i + 1].prefix.first()); ++step) ++i;
+    if (i + 1 == bound.size() || address < bound[i + 1].prefix.first()) {
+      hint = i;
+      return bound[i].prefix.contains(address) ? &bound[i] : nullptr;
+    }
+  }
+  auto it = std::upper_bound(bound.begin(), bound.end(), address,
+                             [](const IpAddress& a, const DesiredVip& v) { return a < v.prefix.first(); });
+  if (it == bound.begin()) return nullptr;
+  --it;
+  hint = static_cast<size_t>(it - bound.begin());
+  return it->prefix.contains(address) ? &*it : nullptr;
+}
+
 bool DesiredVips::is_redirected(const IpAddress& address) const {
   auto it = std::upper_bound(redirected.begin(), redirected.end(), address,
                              [](const IpAddress& a, const IpPrefix& p) { return a < p.first(); });

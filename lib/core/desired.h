@@ -50,6 +50,10 @@ struct DesiredVips {
 
   /// The bound VIP whose prefix contains `address`; nullptr when none.
   const DesiredVip* bound_containing(const IpAddress& address) const;
+  /// The same, for addresses asked mostly in increasing order: `hint` (start
+  /// at 0) keeps where the last answer was, and a few steps on from it replace
+  /// the search.
+  const DesiredVip* bound_containing(const IpAddress& address, size_t& hint) const;
   bool is_redirected(const IpAddress& address) const;
 };
 

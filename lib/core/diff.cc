@@ -159,7 +159,7 @@ namespace {
 class Differ {
  public:
   Differ(const Desired& desired, const Observed& observed, const DiffScope& scope)
-      : desired_(desired), observed_(observed), scope_(normalized(scope)) {
+      : desired_(desired), observed_(observed), scope_(normalized(scope)), route_cursor_(observed.local_routes.begin()) {
     for (const auto& [index, link] : observed.links) links_by_name_[link.name] = &link;
   }
 
@@ -190,6 +190,21 @@ class Differ {
     return l ? l->name : fmt::format("ifindex {}", index);
   }
   bool in_scope(const IpRange& range) const { return scope_.everything || overlaps_any(scope_.regions, range); }
+
+  using RouteIt = std::map<RouteKey, RouteInfo>::const_iterator;
+  // The first local route to `prefix` or after it. Asked for VIPs in order,
+  // so a step or two on from the last answer instead of a search from the root.
+  RouteIt routes_from(const IpPrefix& prefix) {
+    const RouteKey key{prefix, 0};
+    const auto& routes = observed_.local_routes;
+    if (route_cursor_ == routes.begin() || std::prev(route_cursor_)->first < key) {
+      RouteIt it = route_cursor_;
+      for (int step = 0; step < 4; ++step, ++it) {
+        if (it == routes.end() || !(it->first < key)) return route_cursor_ = it;
+      }
+    }
+    return route_cursor_ = routes.lower_bound(key);
+  }
 
   // ---- VIPs ----
 
@@ -232,7 +247,7 @@ class Differ {
 
   void diff_route_vip(const DesiredVip& vip, const Link& device) {
     bool present = false;
-    for (auto it = observed_.local_routes.lower_bound(RouteKey{vip.prefix, 0});
+    for (auto it = routes_from(vip.prefix);
          it != observed_.local_routes.end() && it->first.destination == vip.prefix; ++it) {
       const auto& [key, info] = *it;
       if (info.protocol == kRouteProtoArpguard && info.link_index != device.index) {
@@ -275,8 +290,9 @@ class Differ {
 
   // VIPs arpguard manages that the policy no longer has.
   void diff_unwanted() {
+    size_t hint = 0;
     for (const ManagedVip& vip : managed_in_scope(observed_, scope_)) {
-      const DesiredVip* wanted = desired_.vips.bound_containing(vip.prefix.address);
+      const DesiredVip* wanted = desired_.vips.bound_containing(vip.prefix.address, hint);
       if (wanted && wanted->prefix == vip.prefix && wanted->kind == vip.kind) continue;  // wanted (moved if misplaced)
       if (desired_.vips.is_redirected(vip.prefix.address)) continue;                     // diff_redirected's
       if (vip.kind == VipKind::kAddress) {
@@ -287,8 +303,8 @@ class Differ {
           deletions_.emplace_back(DelAddress{it->first, vip.device, DelReason::kNotInPolicy, {}});
         }
       } else {
-        for (auto it = observed_.local_routes.lower_bound(RouteKey{vip.prefix, 0});
-             it != observed_.local_routes.end() && it->first.destination == vip.prefix; ++it) {
+        for (auto it = routes_from(vip.prefix); it != observed_.local_routes.end() && it->first.destination == vip.prefix;
+             ++it) {
           if (it->second.protocol == kRouteProtoArpguard) {
             deletions_.emplace_back(
                 DelRoute{it->first, it->second.link_index, link_name(it->second.link_index), DelReason::kNotInPolicy});
@@ -593,6 +609,7 @@ class Differ {
   const Desired& desired_;
   const Observed& observed_;
   const DiffScope scope_;  // normalized
+  RouteIt route_cursor_;   // routes_from's last answer
   std::map<std::string, const Link*> links_by_name_;
   std::vector<Action> deletions_, routing_, sysctls_, nft_, additions_;
 };

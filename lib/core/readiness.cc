@@ -133,14 +133,14 @@ std::string device_name(const Observed& observed, int index) {
 std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed, const ReadinessInputs& in,
                                 const DesiredVip& vip) {
   std::vector<Reason> reasons;
-  const std::string name = vip.prefix.str();
+  auto name = [&vip] { return vip.prefix.str(); };  // only when there is something to say
   const Link* device = observed.link_named(vip.device);
   if (!device) {
-    reasons.push_back(not_ready(ReasonKind::kVipDeviceMissing, fmt::format("vip {}: device {} does not exist", name, vip.device)));
+    reasons.push_back(not_ready(ReasonKind::kVipDeviceMissing, fmt::format("vip {}: device {} does not exist", name(), vip.device)));
   } else if (!device->up) {
     // The kernel keeps the addresses of a device that is down but drops its
     // local routes: nothing sent to the VIP is delivered.
-    reasons.push_back(not_ready(ReasonKind::kVipDeviceDown, fmt::format("vip {}: device {} is down", name, vip.device)));
+    reasons.push_back(not_ready(ReasonKind::kVipDeviceDown, fmt::format("vip {}: device {} is down", name(), vip.device)));
   }
   if (vip.kind == VipKind::kAddress) {
     bool present = false;
@@ -151,23 +151,23 @@ std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed
         const bool lifetime_ok = vip.prefix.family() == Family::kV4 || info.deprecated() == vip.deprecated;
         if (!scope_ok) {
           reasons.push_back(not_ready(ReasonKind::kVipWrongAttributes,
-                                      fmt::format("vip {} on {} has scope {}, want {}", name, vip.device,
+                                      fmt::format("vip {} on {} has scope {}, want {}", name(), vip.device,
                                                   info.scope == kScopeHost ? "host" : "global",
                                                   vip.scope == kScopeHost ? "host" : "global")));
         }
         if (!lifetime_ok) {
           reasons.push_back(not_ready(ReasonKind::kVipWrongAttributes,
                                       fmt::format("vip {} on {} is preferred as a source address, want preferred_lft 0",
-                                                  name, vip.device)));
+                                                  name(), vip.device)));
         }
       } else if (key.length == vip.prefix.length) {
         reasons.push_back(not_ready(ReasonKind::kVipMisplaced, fmt::format("vip {} is also on {}, which may answer {} for it",
-                                                                          name, device_name(observed, key.link_index),
+                                                                          name(), device_name(observed, key.link_index),
                                                                           vip.prefix.family() == Family::kV4 ? "ARP" : "NDP")));
       }
     }
     if (device && !present) {
-      reasons.push_back(not_ready(ReasonKind::kVipMissing, fmt::format("vip {} missing on {}", name, vip.device)));
+      reasons.push_back(not_ready(ReasonKind::kVipMissing, fmt::format("vip {} missing on {}", name(), vip.device)));
     }
   } else {
     bool ours = false;
@@ -177,10 +177,10 @@ std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed
       (it->second.protocol == kRouteProtoArpguard ? ours : foreign) = true;
     }
     if (!ours && !foreign) {
-      reasons.push_back(not_ready(ReasonKind::kVipMissing, fmt::format("vip {}: local route missing", name)));
+      reasons.push_back(not_ready(ReasonKind::kVipMissing, fmt::format("vip {}: local route missing", name())));
     } else if (!ours) {
       reasons.push_back(warning(ReasonKind::kVipForeignRoute,
-                                fmt::format("vip {} is local through a route arpguard did not make", name)));
+                                fmt::format("vip {} is local through a route arpguard did not make", name())));
     }
   }
   for (Reason& r : vip_suppression_gaps(desired, observed, vip)) reasons.push_back(std::move(r));
@@ -191,7 +191,7 @@ std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed
     reasons.push_back(warning(ReasonKind::kVipMisplaced,
                               fmt::format("vip {} is on {}, where only the nftables layer hides it (arp_ignore answers "
                                           "for the receiving interface's own addresses)",
-                                          name, vip.device)));
+                                          name(), vip.device)));
   }
   resource_reasons(in, vip.prefix, reasons);
   return reasons;

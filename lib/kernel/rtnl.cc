@@ -333,15 +333,16 @@ Result<RouteTables> Rtnl::routes() {
     Status s = dump(
         RTM_GETROUTE, family,
         [&](const nlmsghdr* nlh) {
+          // The kernel dumps a table in order: each route goes at the end.
           if (auto route = rtnl::decode_local_route(nlh)) {
-            mine.local.insert_or_assign(route->first, route->second);
+            mine.local.insert_or_assign(mine.local.end(), route->first, route->second);
           } else if (auto policy = rtnl::decode_policy_route(nlh)) {
-            mine.policy.insert_or_assign(policy->first, policy->second);
+            mine.policy.insert_or_assign(mine.policy.end(), policy->first, policy->second);
           }
         },
         [&] { mine = RouteTables{}; });
-    out.local.merge(mine.local);
-    out.policy.merge(mine.policy);
+    if (out.local.empty()) out.local.swap(mine.local); else out.local.merge(mine.local);
+    if (out.policy.empty()) out.policy.swap(mine.policy); else out.policy.merge(mine.policy);
     if (!s) return s.error();
   }
   return out;

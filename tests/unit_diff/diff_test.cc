@@ -930,3 +930,51 @@ TEST_CASE("what concerns arpguard: VIPs wanted, redirected or managed, and eleme
   CHECK_FALSE(concerns("198.51.100.8", "198.51.100.255"));
   CHECK_FALSE(concerns("2001:db8::1", "2001:db8::1"));
 }
+
+TEST_CASE("route VIPs far apart among arpguard's routes: each found, kept or deleted, wherever the last one was") {
+  // Diff looks routes up a few steps on from its last answer: here the next
+  // VIP is past many routes, the unwanted ones are asked from the start
+  // again, and one VIP is after every route.
+  std::string before;
+  for (int i = 1; i <= 12; ++i) before += vip(fmt::format("10.9.0.{}", i), "as = \"route\"\n");
+  Observed observed = converged(policy_of(before));
+  const Policy after = policy_of(vip("10.9.0.1", "as = \"route\"\n") + vip("10.9.0.11", "as = \"route\"\n") +
+                                 vip("10.9.0.40", "as = \"route\"\n"));
+  Lines routes;
+  for (const std::string& line : lines_of(after, observed)) {
+    if (line.find(" route local ") != std::string::npos) routes.push_back(line);
+  }
+  Lines expected;
+  for (int i : {2, 3, 4, 5, 6, 7, 8, 9, 10, 12}) {
+    expected.push_back(fmt::format("del route local 10.9.0.{}/32 table local (no longer in policy)", i));
+  }
+  expected.push_back("add route local 10.9.0.40/32 dev lo table local");
+  CHECK(routes == expected);
+}
+
+TEST_CASE("bound_containing with a hint answers as the search does, for addresses in any order") {
+  // VIPs: /32s and prefixes with gaps between them.
+  DesiredVips vips;
+  for (uint32_t i = 0; i < 300; ++i) {
+    const uint8_t length = i % 5 == 0 ? 28 : 32;
+    DesiredVip vip;
+    vip.prefix = IpPrefix{IpAddress::v4(0x0a000000 + i * 32), length};
+    vips.bound.push_back(vip);
+  }
+  std::mt19937 rng(7);
+  for (int round = 0; round < 50; ++round) {
+    size_t hint = 0;
+    uint32_t at = 0x0a000000 - 64;
+    for (int q = 0; q < 400; ++q) {
+      // Mostly forward, by a little or a lot; now and then backwards.
+      const uint32_t roll = rng() % 10;
+      if (roll < 6) at += rng() % 8;
+      else if (roll < 9) at += rng() % 2000;
+      else at -= std::min<uint32_t>(at, rng() % 3000);
+      const IpAddress address = IpAddress::v4(at);
+      const DesiredVip* plain = vips.bound_containing(address);
+      const DesiredVip* hinted = vips.bound_containing(address, hint);
+      CHECK_MESSAGE(plain == hinted, address.str());
+    }
+  }
+}

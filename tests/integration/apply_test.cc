@@ -274,3 +274,34 @@ TEST_CASE("a VIP dropped from the policy is removed before its suppression") {
   CHECK_FALSE(g.has_address("lo", "192.0.2.11/32"));
   CHECK(g.set_elements() == std::vector<std::string>{kVip});
 }
+
+TEST_CASE("route VIPs the kernel refuses among hundreds: each named, every other one added") {
+  // Within a window only the last request asks the kernel for an ack; a
+  // refused one is answered all the same. Refused here: the first, one in the
+  // middle of a window, one at a window's end and the last.
+  Guarded g;
+  std::string body;
+  std::vector<std::string> vips;
+  for (int i = 0; i < 600; ++i) {
+    vips.push_back(fmt::format("10.92.{}.{}", i / 200, i % 200 + 1));
+    body += fmt::format("[[vip]]\naddress = \"{}\"\nas = \"route\"\n", vips.back());
+  }
+  const std::vector<size_t> refused{0, 100, 255, 599};
+  for (size_t i : refused) g.segment.rs.must("ip route add blackhole " + vips[i] + "/32 table local");
+  const CommandResult r = g.apply(g.write_policy(body));
+  CHECK(r.exit_code == 1);
+  std::string expected;
+  for (size_t i : refused) {
+    expected += fmt::format(
+        "arpguard: add route local {0}/32 dev lo table local: RTM_NEWROUTE local {0}/32 dev lo table local: File "
+        "exists (another route holds this destination in table local: ip route show table local)\n",
+        vips[i]);
+  }
+  CHECK(r.err == expected);
+  const std::string routes = g.segment.rs.must("ip -4 route show table local type local");
+  for (size_t i = 0; i < vips.size(); ++i) {
+    CAPTURE(vips[i]);
+    const bool local = routes.find("local " + vips[i] + " ") != std::string::npos;
+    CHECK(local == (std::find(refused.begin(), refused.end(), i) == refused.end()));
+  }
+}

@@ -1,6 +1,8 @@
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "agent/arpguard/commands.h"
 #include "core/diff.h"
@@ -31,18 +33,25 @@ std::vector<std::string> unmet(const Desired& desired, const Observed& observed)
   return out;
 }
 
-// One line each, written in large blocks rather than a call per line.
-void print_lines(const std::vector<std::string>& lines) {
+// The plan, one line an action, written in large blocks and flushed before
+// anything changes: a plan that cannot be shown (a full disk, a closed pipe
+// when SIGPIPE is ignored) is not carried out. False, said on stderr, then.
+bool print_plan(const Plan& plan) {
   fmt::memory_buffer out;
-  for (const std::string& line : lines) {
+  auto write = [&] {
+    const bool written = std::fwrite(out.data(), 1, out.size(), stdout) == out.size();
+    out.clear();
+    return written;
+  };
+  bool ok = true;
+  for (const std::string& line : plan.lines()) {
     out.append(line);
     out.push_back('\n');
-    if (out.size() >= 64 * 1024) {
-      std::fwrite(out.data(), 1, out.size(), stdout);
-      out.clear();
-    }
+    if (out.size() >= 64 * 1024) ok = ok && write();
   }
-  std::fwrite(out.data(), 1, out.size(), stdout);
+  ok = ok && write() && std::fflush(stdout) == 0;
+  if (!ok) fmt::print(stderr, "arpguard: cannot write the plan to standard output: {}\n", std::strerror(errno));
+  return ok;
 }
 
 }  // namespace
@@ -77,7 +86,7 @@ int apply(const std::string& file, bool dry_run) {
     const Desired desired = make_desired(policy, *observed, /*daemon=*/false);
     const Plan plan = Diff(desired, *observed);
     if (dry_run) {
-      print_lines(plan.lines());
+      if (!print_plan(plan)) return 1;
       fmt::print("dry run: {} action(s) planned, nothing changed\n", plan.actions.size());
       return 0;
     }
@@ -88,7 +97,7 @@ int apply(const std::string& file, bool dry_run) {
       fmt::print("converged: {} action(s) applied\n", applied);
       return 0;
     }
-    print_lines(plan.lines());
+    if (!print_plan(plan)) return 1;
     ReadBackVerifier verifier((*kernel)->apis(), desired);
     const ApplyOutcome outcome = engine.apply(plan, verifier);
     for (size_t i = 0; i < outcome.results.size(); ++i) {

@@ -305,3 +305,16 @@ TEST_CASE("route VIPs the kernel refuses among hundreds: each named, every other
     CHECK(local == (std::find(refused.begin(), refused.end(), i) == refused.end()));
   }
 }
+
+TEST_CASE("a plan that cannot be written (stdout on a full disk) is not carried out") {
+  Guarded g;
+  const std::string policy = g.write_policy(kOneVip);
+  for (const std::string flags : {"", "--dry-run"}) {
+    CAPTURE(flags);
+    const CommandResult r = g.apply(policy, flags + " >/dev/full");
+    CHECK(r.exit_code == 1);
+    CHECK(r.err == "arpguard: cannot write the plan to standard output: No space left on device\n");
+  }
+  CHECK(g.addresses("lo") == std::vector<std::string>{"127.0.0.1/8"});
+  CHECK_FALSE(g.table_exists());
+}

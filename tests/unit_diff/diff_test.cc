@@ -962,19 +962,24 @@ TEST_CASE("bound_containing with a hint answers as the search does, for addresse
     vips.bound.push_back(vip);
   }
   std::mt19937 rng(7);
+  const uint32_t first = 0x0a000000 - 64, last = 0x0a000000 + 300 * 32 + 64;  // a little beyond the VIPs
   for (int round = 0; round < 50; ++round) {
     size_t hint = 0;
-    uint32_t at = 0x0a000000 - 64;
+    uint32_t at = first;
     for (int q = 0; q < 400; ++q) {
-      // Mostly forward, by a little or a lot; now and then backwards.
+      // Mostly forward, by a little or a lot; now and then backwards; back
+      // to the start past the end, so that most queries fall among the VIPs.
       const uint32_t roll = rng() % 10;
       if (roll < 6) at += rng() % 8;
-      else if (roll < 9) at += rng() % 2000;
-      else at -= std::min<uint32_t>(at, rng() % 3000);
+      else if (roll < 9) at += rng() % 200;
+      else at -= std::min<uint32_t>(at - first, rng() % 3000);
+      if (at > last) at = first + rng() % 64;
       const IpAddress address = IpAddress::v4(at);
       const DesiredVip* plain = vips.bound_containing(address);
       const DesiredVip* hinted = vips.bound_containing(address, hint);
       CHECK_MESSAGE(plain == hinted, address.str());
     }
   }
+  size_t hint = 5;  // stale: from another list
+  CHECK(DesiredVips{}.bound_containing(IpAddress::v4(0x0a000000), hint) == nullptr);
 }

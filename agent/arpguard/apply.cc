@@ -100,12 +100,19 @@ int apply(const std::string& file, bool dry_run) {
     if (!print_plan(plan)) return 1;
     ReadBackVerifier verifier((*kernel)->apis(), desired);
     const ApplyOutcome outcome = engine.apply(plan, verifier);
+    size_t held_back = 0;
     for (size_t i = 0; i < outcome.results.size(); ++i) {
       if (outcome.results[i].ok()) {
         ++applied;
+      } else if (outcome.skipped[i]) {
+        ++held_back;  // not a failure yet: the next round adds them, or names each one still not met
       } else {
         fmt::print(stderr, "arpguard: {}: {}\n", describe(plan.actions[i]), outcome.results[i].message());
       }
+    }
+    if (held_back > 0) {
+      fmt::print(stderr, "arpguard: {} VIP(s) held back, their suppression not verified ({}): trying again\n", held_back,
+                 outcome.blocked.empty() ? "it changed under way" : outcome.blocked.front().text);
     }
     if (outcome.state_error) fmt::print(stderr, "arpguard: cannot record state: {}\n", outcome.state_error->message());
     // VIPs held back because their suppression changed under way (someone

@@ -1,11 +1,20 @@
 // arpguard: the operator's command line. Thin: parses arguments, runs a verb.
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
 #include "agent/common/parse_args.h"
+#include "agent/common/standard_fds.h"
 #include "agent/arpguard/commands.h"
 #include "arpguard_config.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   CLI::App app{"arpguard - keep LVS-DR real servers' VIPs local and hidden from ARP"};
   app.set_version_flag("--version", std::string("arpguard ") + ARPGUARD_VERSION);
   app.require_subcommand(1);
@@ -69,4 +78,29 @@ int main(int argc, char** argv) {
   if (drain->parsed() || resume->parsed()) return arpguard::cli::set_draining(socket, socket_policy, drain->parsed());
   if (check->parsed()) return arpguard::cli::check_config(check_file, offline);
   return arpguard::cli::apply(policy_file, dry_run);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  arpguard::hold_standard_fds();
+  // Output that cannot be written ends the command as a failure, not an abort
+  // or a silent success: fmt throws on a failed write (stderr on a full disk,
+  // say), and what stdio still holds is flushed and checked here. status and
+  // probe are monitoring checks: their failure to say anything is UNKNOWN.
+  const std::string verb = argc > 1 ? argv[1] : "";
+  const int failed = verb == "status" || verb == "probe" ? 3 : 1;
+  int code = failed;
+  try {
+    code = run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "arpguard: %s\n", e.what());
+    return failed;
+  }
+  const bool flushed = std::fflush(stdout) == 0 && !std::ferror(stdout);
+  if (!flushed && code == 0) {  // a failure already said what went wrong
+    std::fprintf(stderr, "arpguard: cannot write to standard output: %s\n", std::strerror(errno));
+    code = failed;
+  }
+  return code;
 }

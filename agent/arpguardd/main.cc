@@ -3,10 +3,12 @@
 #include <malloc.h>
 
 #include "agent/common/parse_args.h"
+#include "agent/common/standard_fds.h"
 #include "agent/arpguardd/daemon.h"
 #include "arpguard_config.h"
 
 int main(int argc, char** argv) {
+  arpguard::hold_standard_fds();
   // One heap: the thread that reads the nft tables during a full read would
   // otherwise get an arena of its own, resident for the daemon's lifetime.
   mallopt(M_ARENA_MAX, 1);

@@ -16,9 +16,13 @@ namespace arpguard::log {
 
 enum class Priority { kErr = 3, kWarning = 4, kNotice = 5, kInfo = 6, kDebug = 7 };
 
+/// Never throws: a log that cannot be written (a full disk, a closed pipe)
+/// must not stop the daemon. The line is lost; the next one is tried again.
 inline void line(Priority priority, std::string_view text) {
-  fmt::print(stderr, "<{}>{}\n", static_cast<int>(priority), printable(std::string(text)));
+  const std::string out = fmt::format("<{}>{}\n", static_cast<int>(priority), printable(std::string(text)));
+  (void)!std::fwrite(out.data(), 1, out.size(), stderr);
   std::fflush(stderr);
+  std::clearerr(stderr);
 }
 
 template <class... Args>

@@ -214,6 +214,9 @@ TEST_CASE("the set flushed again and again while apply adds thousands of VIPs: n
     CHECK(uncovered == 0);
     CHECK(elements.size() == 3000);
   }
+  // A VIP held back and added by a later round is not reported as not added:
+  // one line a round says how many wait.
+  CHECK(r.err.find("VIP not added") == std::string::npos);
   MESSAGE("exit " << r.exit_code << ", " << uncovered << " VIP(s) left uncovered, all named");
 }
 
@@ -306,15 +309,33 @@ TEST_CASE("route VIPs the kernel refuses among hundreds: each named, every other
   }
 }
 
-TEST_CASE("a plan that cannot be written (stdout on a full disk) is not carried out") {
+TEST_CASE("a plan that cannot be written (stdout on a full disk, or closed) is not carried out") {
   Guarded g;
   const std::string policy = g.write_policy(kOneVip);
   for (const std::string flags : {"", "--dry-run"}) {
     CAPTURE(flags);
-    const CommandResult r = g.apply(policy, flags + " >/dev/full");
+    CommandResult r = g.apply(policy, flags + " >/dev/full");
     CHECK(r.exit_code == 1);
     CHECK(r.err == "arpguard: cannot write the plan to standard output: No space left on device\n");
+    // Closed: its first socket would take fd 1, and the plan went into the kernel.
+    r = g.apply(policy, flags + " >&-");
+    CHECK(r.exit_code == 1);
+    CHECK(r.err == "arpguard: cannot write the plan to standard output: Bad file descriptor\n");
   }
   CHECK(g.addresses("lo") == std::vector<std::string>{"127.0.0.1/8"});
   CHECK_FALSE(g.table_exists());
+  // Applied, but the last line cannot be said: not a success.
+  REQUIRE(g.apply(policy).exit_code == 0);
+  const CommandResult converged = g.apply(policy, ">&-");
+  CHECK(converged.exit_code == 1);
+  CHECK(converged.err == "arpguard: cannot write to standard output: Bad file descriptor\n");
+}
+
+TEST_CASE("a VIP the kernel refuses while stderr is a full disk: exit 1, not an abort") {
+  Guarded g;
+  g.segment.rs.must("ip route add blackhole 10.93.0.2/32 table local");
+  const std::string policy = g.write_policy("[[vip]]\naddress = \"10.93.0.1\"\nas = \"route\"\n"
+                                            "[[vip]]\naddress = \"10.93.0.2\"\nas = \"route\"\n");
+  CHECK(g.apply(policy, "2>/dev/full").exit_code == 1);
+  CHECK(g.segment.rs.must("ip -4 route show table local type local").find("local 10.93.0.1 ") != std::string::npos);
 }

@@ -33,3 +33,22 @@ TEST_CASE("--version names the program and version") {
   CHECK(r.exit_code == 0);
   CHECK(r.out.rfind("arpguard 0.", 0) == 0);
 }
+
+TEST_CASE("output that cannot be written fails the command: never an abort, never a silent success") {
+  TempDir dir;
+  const std::string good = dir.write("good.toml", "[[vip]]\naddress = \"198.51.100.20\"\n");
+  const std::string bad = dir.write("bad.toml", "[[vip]]\naddress = \"198.51.100.\xff\"\n");
+  // Its errors cannot be told (stderr on a full disk, or closed): still 1, not SIGABRT.
+  CHECK(run(arpguard_bin() + " check-config " + bad + " 2>/dev/full").exit_code == 1);
+  CHECK(run(arpguard_bin() + " check-config " + bad + " 2>&-").exit_code == 1);
+  // "valid" that cannot be said is not a pass.
+  CommandResult full = run(arpguard_bin() + " check-config " + good + " >/dev/full");
+  CHECK(full.exit_code == 1);
+  CHECK(full.err == "arpguard: cannot write to standard output: No space left on device\n");
+  CommandResult closed = run(arpguard_bin() + " check-config " + good + " >&-");
+  CHECK(closed.exit_code == 1);
+  CHECK(closed.err == "arpguard: cannot write to standard output: Bad file descriptor\n");
+  CHECK(run(arpguard_bin() + " --version >/dev/full").exit_code == 1);
+  // A monitoring check that cannot report says UNKNOWN.
+  CHECK(run(arpguard_bin() + " status --socket " + dir.path() + "/none.sock >/dev/full 2>&-").exit_code == 3);
+}

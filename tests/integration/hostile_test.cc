@@ -759,3 +759,28 @@ TEST_CASE("hostile: arpguard reload: 0 and in force at once when good, 1 with lo
   CHECK(by_policy.out == "reloaded: the new policy is in force\n");
   CHECK(h.has_address("lo", "192.0.2.13/32"));
 }
+
+TEST_CASE("hostile: a log that cannot be written (stderr on a full disk, or closed) stops nothing: drift is repaired") {
+  // Before: the first log line threw from fmt, and arpguardd aborted.
+  for (const std::string redirect : {"2>/dev/full", "2>&-"}) {
+    CAPTURE(redirect);
+    Hostile h;
+    const std::string policy = h.write_policy(kOneVip);
+    h.daemon = std::make_unique<Process>(
+        h.segment.rs.prefix() + "sh -c 'exec " + arpguardd_bin() + " --policy " + policy + " " + redirect + "'",
+        h.dir.path() + "/arpguardd.log");
+    auto eventually = [&](const std::function<bool()>& done) {
+      for (int i = 0; i < 100; ++i) {
+        if (done()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      return false;
+    };
+    auto vip_on_lo = [&] { return contains(h.segment.rs.must("ip -4 addr show dev lo"), std::string(kVip) + "/32"); };
+    REQUIRE(eventually([&] { return h.status().exit_code == 0; }));
+    h.segment.rs.must(std::string("ip addr del ") + kVip + "/32 dev lo");
+    CHECK(eventually(vip_on_lo));
+    CHECK(h.daemon->running());
+    CHECK(starts_with(h.status().out, "ARPGUARD WARNING - 1/1 VIPs ready, method both, repaired 0 s ago"));
+  }
+}

@@ -27,13 +27,16 @@ Result<Observed> Engine::observe() {
   Observed observed;
   // The tables are read on a thread of their own, over their own socket: a
   // set of 100,000 elements keeps the kernel busy 0.3 s, time the rtnetlink
-  // dumps, sysctls and the record take on the other core.
+  // dumps, sysctls and the record take on the other core. Not when the last
+  // read found them small: starting the thread would cost more.
+  constexpr size_t kElementsWorthAThread = 1000;
   auto persist = kernel_.nft.persist_supported();
   if (!persist) return persist.error();
   observed.persist_supported = *persist;
   observed.nft_portid = kernel_.nft.portid();
+  auto read_tables = [nft = &kernel_.nft] { return nft->observe(arpguard_tables()); };
   std::future<Result<std::map<nft::TableId, ObservedTable>>> tables =
-      std::async(std::launch::async, [nft = &kernel_.nft] { return nft->observe(arpguard_tables()); });
+      std::async(last_elements_ >= kElementsWorthAThread ? std::launch::async : std::launch::deferred, read_tables);
 
   auto links = kernel_.netlink.links();
   if (!links) return links.error();
@@ -63,9 +66,13 @@ Result<Observed> Engine::observe() {
     observed.state_error = state.error().message();
   }
 
-  auto read_tables = tables.get();
-  if (!read_tables) return read_tables.error();
-  observed.tables = std::move(*read_tables);
+  auto tables_read = tables.get();
+  if (!tables_read) return tables_read.error();
+  observed.tables = std::move(*tables_read);
+  last_elements_ = 0;
+  for (const auto& [id, table] : observed.tables) {
+    for (const auto& [name, set] : table.sets) last_elements_ += set.size();
+  }
   observed.managed_lengths = {};
   for (const ManagedVip& vip : observed.state.vips) observed.managed_lengths.add(vip.prefix);
   for (const auto& [key, info] : observed.local_routes) {

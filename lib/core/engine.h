@@ -7,6 +7,7 @@
 // Every action gets its own typed outcome. Not thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <vector>
@@ -56,6 +57,7 @@ class Engine {
 
  private:
   KernelApis kernel_;
+  size_t last_elements_ = SIZE_MAX;  ///< set elements the last observe() read; unknown at first
 };
 
 /// The Verifier of one-shot runs: reads sysctls and the tables' structure

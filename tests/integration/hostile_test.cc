@@ -784,3 +784,44 @@ TEST_CASE("hostile: a log that cannot be written (stderr on a full disk, or clos
     CHECK(starts_with(h.status().out, "ARPGUARD WARNING - 1/1 VIPs ready, method both, repaired 0 s ago"));
   }
 }
+
+TEST_CASE("hostile: a log reader that stops reading (a full pipe on stderr) stops nothing: drift is repaired") {
+  // Before: arpguardd blocked in write(2) once the pipe was full, and repaired
+  // nothing and answered nobody until someone read it.
+  Hostile h;
+  const std::string fifo = h.dir.path() + "/log.fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Holds the pipe open for reading, one page deep, and never reads.
+  Process reader("python3 -c 'import fcntl, os, time; fd = os.open(\"" + fifo +
+                     "\", os.O_RDONLY | os.O_NONBLOCK); fcntl.fcntl(fd, 1031, 4096); print(\"held\", flush=True); "
+                     "time.sleep(600)'",
+                 h.dir.path() + "/reader.log");
+  REQUIRE(reader.wait_for_log("held", 5));
+  std::string vips;
+  for (int i = 1; i <= 100; ++i) vips += "[[vip]]\naddress = \"10.94.0." + std::to_string(i) + "\"\n";
+  const std::string policy = h.write_policy(vips);
+  h.daemon = std::make_unique<Process>(
+      h.segment.rs.prefix() + "sh -c 'exec " + arpguardd_bin() + " --policy " + policy + " 2>" + fifo + "'",
+      h.dir.path() + "/arpguardd.log");
+  auto eventually = [&](const std::function<bool()>& done) {
+    for (int i = 0; i < 100; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  auto vip_on_lo = [&] { return contains(h.segment.rs.must("ip -4 addr show dev lo"), "10.94.0.50/32"); };
+  REQUIRE(eventually([&] { return h.status().exit_code == 0; }));
+  // Reloads of a policy with 100 located errors: some 8 KB of log each, into a page.
+  std::string bad;
+  for (int i = 1; i <= 100; ++i) bad += "[[vip]]\naddress = \"10.94.0." + std::to_string(i) + "/33\"\n";
+  REQUIRE(h.write_policy(bad) == policy);  // the same file, now broken
+  for (int reload = 0; reload < 3; ++reload) {
+    h.daemon->signal(SIGHUP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  h.segment.rs.must("ip addr del 10.94.0.50/32 dev lo");
+  CHECK(eventually(vip_on_lo));
+  CHECK(h.daemon->running());
+  CHECK(contains(h.status().out, "100/100 VIPs ready"));
+}

@@ -72,6 +72,7 @@ int apply(const std::string& file, bool dry_run) {
   }
   Engine engine((*kernel)->apis());
   size_t applied = 0;
+  bool failed = false;  // an action failed: the kernel is read once more, every goal not met named, then exit 1
   for (int round = 0;; ++round) {
     auto observed = engine.observe();
     if (!observed) {
@@ -90,10 +91,10 @@ int apply(const std::string& file, bool dry_run) {
       fmt::print("dry run: {} action(s) planned, nothing changed\n", plan.actions.size());
       return 0;
     }
-    if (plan.empty() || round == kRounds) {
+    if (plan.empty() || round == kRounds || failed) {
       const std::vector<std::string> problems = unmet(desired, *observed);
       for (const std::string& problem : problems) fmt::print(stderr, "arpguard: not met: {}\n", problem);
-      if (!plan.empty() || !problems.empty()) return 1;
+      if (failed || !plan.empty() || !problems.empty()) return 1;
       fmt::print("converged: {} action(s) applied\n", applied);
       return 0;
     }
@@ -110,18 +111,20 @@ int apply(const std::string& file, bool dry_run) {
         fmt::print(stderr, "arpguard: {}: {}\n", describe(plan.actions[i]), outcome.results[i].message());
       }
     }
-    if (held_back > 0) {
-      fmt::print(stderr, "arpguard: {} VIP(s) held back, their suppression not verified ({}): trying again\n", held_back,
-                 outcome.blocked.empty() ? "it changed under way" : outcome.blocked.front().text);
-    }
     if (outcome.state_error) fmt::print(stderr, "arpguard: cannot record state: {}\n", outcome.state_error->message());
     // VIPs held back because their suppression changed under way (someone
     // took an element away: I1) are not the end: the next round reads the
-    // kernel again, puts back what was taken, and adds them; what is still
-    // wrong after the last round is named. Any other failure ends here.
+    // kernel again, puts back what was taken, and adds them. Any other
+    // failure ends the rounds: the next read names every goal not met, the
+    // held-back VIPs among them, and the exit is 1.
     bool only_held_back = !outcome.state_error;
     for (size_t i = 0; i < outcome.results.size(); ++i) only_held_back &= outcome.results[i].ok() || outcome.skipped[i];
-    if (!outcome.all_ok() && !only_held_back) return 1;
+    failed = !outcome.all_ok() && !only_held_back;
+    if (held_back > 0) {
+      fmt::print(stderr, "arpguard: {} VIP(s) held back, their suppression not verified ({}){}\n", held_back,
+                 outcome.blocked.empty() ? "it changed under way" : outcome.blocked.front().text,
+                 failed ? "" : ": trying again");
+    }
   }
 }
 

@@ -2,6 +2,8 @@
 #include <CLI/CLI.hpp>
 #include <malloc.h>
 
+#include <cstdio>
+
 #include "agent/common/parse_args.h"
 #include "agent/common/standard_fds.h"
 #include "agent/arpguardd/daemon.h"
@@ -16,6 +18,10 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("arpguardd ") + ARPGUARD_VERSION);
   std::string policy_file = "/etc/arpguard/policy.toml";
   app.add_option("--policy", policy_file, "Policy file")->capture_default_str();
-  if (auto exit_code = arpguard::parse_args(app, argc, argv)) return *exit_code;
+  if (auto exit_code = arpguard::parse_args(app, argc, argv)) {
+    // --help or --version that could not be written is not a success.
+    const bool flushed = std::fflush(stdout) == 0 && !std::ferror(stdout);
+    return flushed || *exit_code != 0 ? *exit_code : 1;
+  }
   return arpguard::Daemon(policy_file).run();
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <type_traits>
 #include <utility>
@@ -577,6 +578,19 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
       done.actions.push_back(plan.actions[i]);
     } else if (!failed.count(resource)) {
       failed[resource] = outcome.results[i].message();
+    }
+  }
+  // An nft object the cache holds that the kernel says is not there: the
+  // cache is wrong, and retrying what it planned fails for ever. nftables
+  // frees an owner table with its owner's socket and sends no notification.
+  // Everything is read again, and the next plan starts from the kernel.
+  for (size_t i = 0; i < plan.actions.size() && i < outcome.results.size(); ++i) {
+    const Status& result = outcome.results[i];
+    if (!result.ok() && result.error().errno_value == ENOENT && std::holds_alternative<NftChange>(plan.actions[i])) {
+      request_resync(out, fmt::format("{}: not in the kernel though arpguard's cache holds it: full resync",
+                                      describe(plan.actions[i]))
+                              .c_str());
+      break;
     }
   }
   // Sysctls send no notification: what was written is what the cache holds, until the next poll says otherwise.

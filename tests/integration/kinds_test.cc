@@ -956,7 +956,8 @@ TEST_CASE("kinds: a route refused among hundreds: the error names that one, and 
   CHECK(r.exit_code == 1);
   CHECK(r.err == "arpguard: add route local 10.77.1.81/32 dev lo table local: RTM_NEWROUTE local 10.77.1.81/32 dev lo "
                  "table local: File exists (another route holds this destination in table local: ip route show "
-                 "table local)\n");
+                 "table local)\n"
+                 "arpguard: not met: vip 10.77.1.81/32: local route missing\n");
   const json routes = json::parse(k.segment.rs.must("ip -d -j -4 route show table local"));
   size_t own = 0;
   for (const auto& route : routes) {

@@ -50,6 +50,8 @@ class FakeKernel final : public NetlinkApi, public SysctlApi, public NftApi, pub
   void foreign_add_address(const AddressKey& key, AddressInfo info);
   void foreign_delete_route(const RouteKey& key);
   void foreign_delete_table(const nft::TableId& id);
+  /// Gone without a notification: an owner table freed with its owner's socket.
+  void vanish_table(const nft::TableId& id) { world.tables.erase(id); }
   void foreign_delete_elements(const SetRef& set);
   /// The element of the single address `address` (a plain interval set).
   void foreign_delete_element(const SetRef& set, const IpAddress& address);

@@ -198,6 +198,21 @@ TEST_CASE("each kind of nft drift is repaired: element, rule, whole table") {
   CHECK(rig.status().repairs_total == 3);
 }
 
+TEST_CASE("a table gone without a notification: the repair that finds it missing reads everything again") {
+  // nftables frees an owner table with its owner's socket and tells nobody.
+  // Before, every retry of the planned repair failed with ENOENT until the
+  // periodic audit, minutes later.
+  Rig rig("[agent]\nown_nft_table = false\n" + kOneVip);
+  const nft::TableId arp = rules::arp_table_id();
+  const uint64_t handle = rig.kernel.world.tables.at(arp).rules.begin()->first;
+  rig.kernel.foreign_delete_rule(arp, handle);  // notified: the repair goes into the table...
+  rig.kernel.vanish_table(arp);                 // ...that is gone by then, unannounced
+  rig.settle();
+  CHECK(rig.logged("not in the kernel though arpguard's cache holds it: full resync"));
+  rig.advance(1);  // the failed repair's retry, now planned from what the kernel holds
+  CHECK(rig.kernel_meets_policy());
+}
+
 TEST_CASE("a reset sysctl is seen at the next poll, or sooner by a readiness query, and repaired") {
   Rig rig(kOneVip);
   rig.kernel.foreign_set_sysctl({"all", kArpIgnore}, 0);

@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "guarded.h"
@@ -26,6 +28,15 @@ bool starts_with(const std::string& text, const std::string& prefix) { return te
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+/// Whether `done` holds within 5 s, asked every 50 ms.
+bool eventually(const std::function<bool()>& done) {
+  for (int i = 0; i < 100; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -51,6 +62,15 @@ struct Hostile : Guarded {
     daemon = std::make_unique<Process>(segment.rs.prefix() + wrapper + arpguardd_bin() + " --policy " + policy,
                                        dir.path() + "/arpguardd.log");
     REQUIRE(daemon->wait_for_log(until, 5));
+  }
+  /// Starts arpguardd on `policy` with its stderr redirected (`redirect`, a
+  /// shell redirection such as "2>/dev/full"): no log to wait for, so it
+  /// waits until status answers OK.
+  void start_with_stderr(const std::string& policy, const std::string& redirect) {
+    daemon = std::make_unique<Process>(
+        segment.rs.prefix() + "sh -c 'exec " + arpguardd_bin() + " --policy " + policy + " " + redirect + "'",
+        dir.path() + "/arpguardd.log");
+    REQUIRE(eventually([&] { return status().exit_code == 0; }));
   }
   /// Runs another arpguardd in the real server's namespace to its end (at most 5 s).
   CommandResult run_daemon(const std::string& policy) const {
@@ -765,19 +785,8 @@ TEST_CASE("hostile: a log that cannot be written (stderr on a full disk, or clos
   for (const std::string redirect : {"2>/dev/full", "2>&-"}) {
     CAPTURE(redirect);
     Hostile h;
-    const std::string policy = h.write_policy(kOneVip);
-    h.daemon = std::make_unique<Process>(
-        h.segment.rs.prefix() + "sh -c 'exec " + arpguardd_bin() + " --policy " + policy + " " + redirect + "'",
-        h.dir.path() + "/arpguardd.log");
-    auto eventually = [&](const std::function<bool()>& done) {
-      for (int i = 0; i < 100; ++i) {
-        if (done()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      return false;
-    };
+    h.start_with_stderr(h.write_policy(kOneVip), redirect);
     auto vip_on_lo = [&] { return contains(h.segment.rs.must("ip -4 addr show dev lo"), std::string(kVip) + "/32"); };
-    REQUIRE(eventually([&] { return h.status().exit_code == 0; }));
     h.segment.rs.must(std::string("ip addr del ") + kVip + "/32 dev lo");
     CHECK(eventually(vip_on_lo));
     CHECK(h.daemon->running());
@@ -800,18 +809,8 @@ TEST_CASE("hostile: a log reader that stops reading (a full pipe on stderr) stop
   std::string vips;
   for (int i = 1; i <= 100; ++i) vips += "[[vip]]\naddress = \"10.94.0." + std::to_string(i) + "\"\n";
   const std::string policy = h.write_policy(vips);
-  h.daemon = std::make_unique<Process>(
-      h.segment.rs.prefix() + "sh -c 'exec " + arpguardd_bin() + " --policy " + policy + " 2>" + fifo + "'",
-      h.dir.path() + "/arpguardd.log");
-  auto eventually = [&](const std::function<bool()>& done) {
-    for (int i = 0; i < 100; ++i) {
-      if (done()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  };
+  h.start_with_stderr(policy, "2>" + fifo);
   auto vip_on_lo = [&] { return contains(h.segment.rs.must("ip -4 addr show dev lo"), "10.94.0.50/32"); };
-  REQUIRE(eventually([&] { return h.status().exit_code == 0; }));
   // Reloads of a policy with 100 located errors: some 8 KB of log each, into a page.
   std::string bad;
   for (int i = 1; i <= 100; ++i) bad += "[[vip]]\naddress = \"10.94.0." + std::to_string(i) + "/33\"\n";

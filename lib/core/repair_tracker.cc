@@ -26,6 +26,7 @@ bool RepairTracker::record(const Resource& resource, double now) {
   }
   if (static_cast<int>(history.times.size()) <= threshold_) return false;
   history.contested = true;
+  ++contested_count_;
   history.streak = 1;
   return true;
 }
@@ -48,7 +49,10 @@ std::vector<Resource> RepairTracker::expire(double now) {
     forget_before(history, now);
     // A contested resource stays so until it has been quiet for a whole window.
     if (history.times.empty()) {
-      if (history.contested) calmed.push_back(it->first);
+      if (history.contested) {
+        calmed.push_back(it->first);
+        --contested_count_;
+      }
       it = repairs_.erase(it);
     } else {
       ++it;

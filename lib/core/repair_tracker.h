@@ -28,6 +28,8 @@ class RepairTracker {
   std::vector<Resource> expire(double now);
   /// Contested resources with their repair counts in the window.
   std::map<Resource, int> contested() const;
+  /// Whether any resource is contested now (until expire() calms it).
+  bool any_contested() const { return contested_count_ > 0; }
 
  private:
   struct History {
@@ -40,6 +42,7 @@ class RepairTracker {
   int threshold_;
   double window_;
   std::map<Resource, History> repairs_;
+  size_t contested_count_ = 0;
 };
 
 }  // namespace arpguard

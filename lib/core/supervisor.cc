@@ -480,15 +480,20 @@ void Supervisor::reconcile(double now, Out& out, bool follow_up) {
     return;
   }
 
-  std::vector<Resource> resources;
-  for (const Action& action : plan.actions) resources.push_back(resource_of(action));
-  std::sort(resources.begin(), resources.end());
-  resources.erase(std::unique(resources.begin(), resources.end()), resources.end());
   // Someone keeps undoing it, or our own writes keep failing: wait before trying again.
-  double allowed = contest_.next_allowed(resources, now);
-  for (const Resource& r : resources) {
-    auto it = failure_streak_.find(r);
-    if (it != failure_streak_.end()) allowed = std::max(allowed, last_failure_at_ + backoff(it->second));
+  // With nothing contested and nothing failing there is nothing to wait for, and
+  // naming each resource of a plan of 100,000 VIPs would only cost time.
+  std::vector<Resource> resources;
+  double allowed = now;
+  if (contest_.any_contested() || !failure_streak_.empty()) {
+    for (const Action& action : plan.actions) resources.push_back(resource_of(action));
+    std::sort(resources.begin(), resources.end());
+    resources.erase(std::unique(resources.begin(), resources.end()), resources.end());
+    allowed = contest_.next_allowed(resources, now);
+    for (const Resource& r : resources) {
+      auto it = failure_streak_.find(r);
+      if (it != failure_streak_.end()) allowed = std::max(allowed, last_failure_at_ + backoff(it->second));
+    }
   }
   if (allowed > now + 1e-9) {
     merge_scope(pending_, scope);
@@ -529,6 +534,7 @@ void Supervisor::reconcile(double now, Out& out, bool follow_up) {
 void Supervisor::forget_failures_not_in(const Plan& plan, const DiffScope& scope, Out& out) {
   // A resource whose repair failed but that no longer needs one (someone else fixed it,
   // or the policy dropped it) is not failing any more.
+  if (failing_.empty()) return;
   std::set<Resource> needed;
   for (const Action& action : plan.actions) needed.insert(resource_of(action));
   for (auto it = failing_.begin(); it != failing_.end();) {
@@ -566,20 +572,28 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
   const std::string cause = causes_.empty() ? std::string("drift") : joined(causes_, kCausesShown);
 
   // Typed outcomes: what succeeded is done; what failed is reported, retried, and never counted as done.
+  // What succeeded is named only where it counts: for a repair (contests) or
+  // when something has been failing.
+  const bool name_successes = repair || !failing_.empty() || !failure_streak_.empty();
   std::map<Resource, std::string> failed;
   std::vector<Resource> succeeded;
-  Plan done;
+  std::vector<size_t> done_indices;
   for (size_t i = 0; i < plan.actions.size() && i < outcome.results.size(); ++i) {
-    const Resource resource = resource_of(plan.actions[i]);
     // Held back until its suppression is verified: not done, not failed; the next round tries again.
     if (i < outcome.skipped.size() && outcome.skipped[i]) continue;
     if (outcome.results[i].ok()) {
-      succeeded.push_back(resource);
-      done.actions.push_back(plan.actions[i]);
-    } else if (!failed.count(resource)) {
-      failed[resource] = outcome.results[i].message();
+      if (name_successes) succeeded.push_back(resource_of(plan.actions[i]));
+      done_indices.push_back(i);
+    } else {
+      failed.try_emplace(resource_of(plan.actions[i]), outcome.results[i].message());
     }
   }
+  // Usually everything was done: the plan itself, not a copy of its actions.
+  Plan partial;
+  if (done_indices.size() != plan.actions.size()) {
+    for (size_t i : done_indices) partial.actions.push_back(plan.actions[i]);
+  }
+  const Plan& done = done_indices.size() == plan.actions.size() ? plan : partial;
   // An nft object the cache holds that the kernel says is not there: the
   // cache is wrong, and retrying what it planned fails for ever. nftables
   // frees an owner table with its owner's socket and sends no notification.
@@ -664,7 +678,7 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
   }
   if (outcome.state_error) log(out, LogLevel::kError, fmt::format("cannot record state: {}", outcome.state_error->message()));
   for (const ManagedVip& vip : outcome.state.added) {
-    cache_.state.vips.insert(vip);
+    cache_.state.vips.insert(cache_.state.vips.end(), vip);  // added in order: each goes last
     cache_.managed_lengths.add(vip.prefix);
   }
   for (const ManagedVip& vip : outcome.state.removed) cache_.state.vips.erase(vip);

@@ -156,13 +156,22 @@ TEST_CASE("repairs during a fight keep it contested past the first window") {
 
 TEST_CASE("several resources calm down each in its own time, in resource order") {
   RepairTracker tracker(1, 10.0);
+  CHECK_FALSE(tracker.any_contested());
   record_all(tracker, kTable, {0, 1});
   record_all(tracker, kVip, {0, 2});
   record_all(tracker, kSysctl, {0, 3});
   CHECK(tracker.contested().size() == 3);
+  CHECK(tracker.any_contested());
   CHECK(tracker.expire(11.5) == std::vector<Resource>{kTable});
+  CHECK(tracker.any_contested());
   CHECK(tracker.expire(13.0) == (std::vector<Resource>{kVip, kSysctl}));
   CHECK(tracker.contested().empty());
+  // The supervisor skips its backoff check when none is: that answer must follow contested().
+  CHECK_FALSE(tracker.any_contested());
+  record_all(tracker, kVip, {20});
+  CHECK_FALSE(tracker.any_contested());
+  record_all(tracker, kVip, {21});
+  CHECK(tracker.any_contested());
 }
 
 TEST_CASE("a contested resource reports the repairs within the window") {

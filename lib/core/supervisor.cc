@@ -225,7 +225,10 @@ bool Supervisor::route_vips_lost_silently(const Delta& d) const {
 }
 
 void Supervisor::request_resync(Out& out, const char* why) {
-  if (resync_in_flight_) return;
+  if (resync_in_flight_) {
+    lost_during_read_ = true;  // the read under way is that resync, if it works
+    return;
+  }
   log(out, LogLevel::kWarning, why);
   resync_in_flight_ = true;
   out.emplace_back(command::ObserveAll{});
@@ -233,8 +236,25 @@ void Supervisor::request_resync(Out& out, const char* why) {
 
 void Supervisor::on_observed(Result<Observed> observed, bool quiet, double now, Out& out) {
   const bool audit = audit_in_flight_;
+  const bool lost = lost_during_read_;
   resync_in_flight_ = false;
   audit_in_flight_ = false;
+  lost_during_read_ = false;
+  if (!observed && audit && have_cache_ && !lost && !need_observe_) {
+    // An audit only checks a cache that the kernel's events keep. A read that
+    // fails (a dump interrupted again and again by a burst of changes to
+    // someone else's addresses) leaves that cache as sound as it was: the
+    // audit is inconclusive and tried again soon, and readiness stays as is.
+    ++audits_inconclusive_;
+    log(out, LogLevel::kNotice,
+        fmt::format("audit: cannot read kernel state ({}): tried again in {:.0f} s", observed.error().message(),
+                    std::min(kInconclusiveAuditRetry, policy_.agent.audit_interval_ms / 1000.0)));
+    out.emplace_back(command::ArmTimer{
+        TimerId::kAudit, now + std::min(kInconclusiveAuditRetry, policy_.agent.audit_interval_ms / 1000.0)});
+    if (phase_ == Phase::kRunning) reconcile(now, out);  // what came in during the read
+    notify_ready_state(now, out);
+    return;
+  }
   if (!observed) {
     observe_error_ = observed.error().message();
     need_observe_ = true;  // the cache may have missed something: read everything at the retry

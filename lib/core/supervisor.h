@@ -238,6 +238,7 @@ class Supervisor {
   bool applying_ = false;
   bool resync_in_flight_ = false;
   bool audit_in_flight_ = false;
+  bool lost_during_read_ = false;  ///< events were lost while a read was under way: only a full read will do
   bool reloading_ = false;
   bool first_round_done_ = false;
   int immediate_rounds_ = 0;

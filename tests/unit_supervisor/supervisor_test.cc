@@ -550,6 +550,49 @@ TEST_CASE("an audit whose read the kernel changed under is not compared, and the
 }
 
 
+TEST_CASE("an audit that cannot read the kernel (dumps interrupted by churn elsewhere) keeps the cache and readiness") {
+  Rig rig("[agent]\naudit_interval_ms = 1000\n" + kOneVip);
+  rig.advance(1.1);
+  REQUIRE(rig.status().audits_total == 1);
+  REQUIRE(rig.ready().ready);
+  // Someone's burst of address changes interrupts every dump for a while.
+  rig.kernel.fail_next[Call::kAddresses] = std::vector<int>(40, EINTR);
+  rig.advance(1.1);
+  CHECK(rig.ready().ready);
+  CHECK(rig.status().audits_inconclusive_total == 1);
+  CHECK(rig.status().audits_total == 1);
+  CHECK(rig.logged("<5>audit: cannot read kernel state"));
+  CHECK_FALSE(rig.logged("<3>cannot read kernel state"));
+  // Drift meanwhile is still seen through the events and repaired.
+  rig.kernel.foreign_delete_address(AddressKey{*IpAddress::parse("192.0.2.10"), 32, 1});
+  rig.settle();
+  CHECK(rig.has_address("192.0.2.10/32"));
+  CHECK(rig.ready().ready);
+  // Once the burst is over, the next audit (a second later: min(5 s, the interval)) reads and compares.
+  rig.kernel.fail_next.clear();
+  rig.advance(1.1);
+  CHECK(rig.status().audits_total == 2);
+  CHECK(rig.status().cache_divergence_total == 0);
+}
+
+TEST_CASE("events lost while an audit reads, and its read fails: no audit to shrug off, not ready until a read works") {
+  Rig rig("[agent]\naudit_interval_ms = 1000\n" + kOneVip);
+  REQUIRE(rig.ready().ready);
+  Supervisor& supervisor = rig.supervisor();
+  const double now = rig.host.clock;
+  (void)supervisor.handle(input::Timer{TimerId::kAudit}, now);  // the audit's read begins
+  input::Events lost;
+  lost.lost = true;
+  (void)supervisor.handle(std::move(lost), now);  // a loss noticed as it reads: the cache missed something
+  (void)supervisor.handle(input::Observed{Error{"RTM_GETADDR dump", EINTR}, true}, now);
+  const ReadySummary during = supervisor.ready_summary(now);
+  CHECK_FALSE(during.ready);
+  CHECK(has_reason(during.reasons, ReasonKind::kObserveFailed));
+  CHECK(supervisor.snapshot(now, true).audits_inconclusive_total == 0);
+  rig.advance(2);
+  CHECK(rig.ready().ready);
+}
+
 // ---- arpguard apply's Verifier ----
 
 namespace {

@@ -343,6 +343,10 @@ HttpResponse Daemon::on_http(const HttpRequest& request) {
     const std::string vip = path.substr(7);
     auto prefix = IpPrefix::parse(vip);
     std::optional<VipStatus> status = prefix ? supervisor.vip_status(prefix->address, now) : std::nullopt;
+    // An address names the VIP that holds it; a prefix names only itself
+    // (10.0.0.1/31 is not the VIP 10.0.0.1/32, nor 10.0.0.1/0).
+    const bool with_length = vip.find('/') != std::string::npos;
+    if (status && with_length && IpPrefix::parse(status->vip) != prefix) status.reset();
     if (!status) return {404, "text/plain; charset=utf-8", "no such VIP in the policy: " + printable(vip) + "\n"};
     return readiness(status->ready, status->reasons);
   }

@@ -452,6 +452,16 @@ TEST_CASE("kinds: arpguardd makes the same kernel state, owns both tables and re
     CHECK(k.http(std::string("/ready/") + ip) == "200\nready\n");
   }
   CHECK(k.http("/ready/198.51.100.16") == "404\nno such VIP in the policy: 198.51.100.16\n");
+  // A prefix names only the VIP with exactly that prefix.
+  for (const char* vip : {"198.51.100.0/28", "2001:db8:6::/64", "203.0.113.7/32", "2001:db8:1::10/128"}) {
+    CAPTURE(vip);
+    CHECK(k.http(std::string("/ready/") + vip) == "200\nready\n");
+  }
+  for (const char* other : {"198.51.100.0/29", "198.51.100.0/24", "198.51.100.5/32", "203.0.113.7/31", "203.0.113.7/0",
+                            "2001:db8:6::/96", "2001:db8:1::10/127"}) {
+    CAPTURE(other);
+    CHECK(k.http(std::string("/ready/") + other) == std::string("404\nno such VIP in the policy: ") + other + "\n");
+  }
   CHECK(k.http("/ready") == "200\nready\n");
 
   const std::string flags = k.table_flags("ip6");

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -84,6 +85,8 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   arpguard::hold_standard_fds();
+  // A reader that has gone (`| head -1`) is output that cannot be written, like a full disk.
+  ::signal(SIGPIPE, SIG_IGN);
   // Output that cannot be written ends the command as a failure, not an abort
   // or a silent success: fmt throws on a failed write (stderr on a full disk,
   // say), and what stdio still holds is flushed and checked here. status and

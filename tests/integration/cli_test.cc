@@ -51,4 +51,10 @@ TEST_CASE("output that cannot be written fails the command: never an abort, neve
   CHECK(run(arpguard_bin() + " --version >/dev/full").exit_code == 1);
   // A monitoring check that cannot report says UNKNOWN.
   CHECK(run(arpguard_bin() + " status --socket " + dir.path() + "/none.sock >/dev/full 2>&-").exit_code == 3);
+  // A reader that has gone (`| head -1` done reading): the same, not death by SIGPIPE (141).
+  auto gone_reader = [&](const std::string& args) {
+    return run("{ sleep 0.3; " + arpguard_bin() + " " + args + "; echo \"exit=$?\" >&2; } | true").err;
+  };
+  CHECK(gone_reader("check-config " + good).find("exit=1\n") != std::string::npos);
+  CHECK(gone_reader("status --socket " + dir.path() + "/none.sock").find("exit=3\n") != std::string::npos);
 }

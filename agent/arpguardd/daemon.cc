@@ -231,7 +231,7 @@ bool Daemon::open_loop() {
 
 bool Daemon::open_peers() {
   PeerHandlers handlers{[this](const HttpRequest& r) { return on_http(r); }, [this] { return on_agent_check(); },
-                        [this](std::string_view line) { return on_control(line); }};
+                        [this](std::string_view line) { return on_control(line); }, [] { return monotonic(); }};
   peers_ = std::make_unique<PeerServer>(epoll_fd_, std::move(handlers));
   const std::string& path = policy_.agent.control_socket;
   if (Status s = make_dirs(path.substr(0, path.rfind('/'))); !s) {

@@ -69,6 +69,7 @@ struct Connection {
   std::size_t lingered_bytes = 0;
   std::uint32_t watched_events = 0;
   Closing closing = Closing::no;
+  bool busy = false;  // its handler is running: left alone until it returns
 };
 
 Status failure_closing(int fd, std::string what, int errno_value) {
@@ -242,6 +243,20 @@ struct PeerServer::State {
 
   // ---- connections: phases, deadlines, closing ----
 
+  // Calls a handler for `connection`; returns the time after it.
+  template <class Handler>
+  double run_handler(Connection& connection, double now, Handler&& handler) {
+    connection.busy = true;
+    try {
+      handler();
+    } catch (...) {
+      connection.busy = false;
+      throw;
+    }
+    connection.busy = false;
+    return handlers.clock ? std::max(now, handlers.clock()) : now;
+  }
+
   void set_phase(Connection& connection, Phase phase, double now) {
     connection.phase = phase;
     connection.phase_started = now;
@@ -284,6 +299,7 @@ struct PeerServer::State {
     const Connection* oldest = nullptr;
     for (const auto& [fd, connection] : connections) {
       if (listener_fd >= 0 && connection.listener_fd != listener_fd) continue;
+      if (connection.busy) continue;
       const auto rank = [](const Connection* c) { return std::pair(c->phase != Phase::lingering, c->phase_started); };
       if (oldest == nullptr || rank(&connection) < rank(oldest)) oldest = &connection;
     }
@@ -376,14 +392,18 @@ struct PeerServer::State {
       case PeerKind::control: set_phase(connection, Phase::receiving, now); break;
       case PeerKind::agent_check: {
         std::string line;
+        double after = now;
         try {
-          line = handlers.agent_check ? handlers.agent_check() : std::string(kAgentCheckInternalError);
+          after = run_handler(connection, now, [&] {
+            line = handlers.agent_check ? handlers.agent_check() : std::string(kAgentCheckInternalError);
+          });
         } catch (...) {
           ++totals.agent_check.handler_failures;
           line = kAgentCheckInternalError;
         }
         if (line.empty() || line.back() != '\n') line.push_back('\n');
-        send_reply(connection, std::move(line), /*close_after=*/true, now);
+        connection.deadline = std::max(connection.deadline, after + limits.one_shot_seconds);
+        send_reply(connection, std::move(line), /*close_after=*/true, after);
         break;
       }
     }
@@ -520,12 +540,14 @@ struct PeerServer::State {
     HttpResponse response;
     bool keep_alive = parsed.keep_alive;
     try {
-      if (handlers.http) {
-        response = handlers.http(parsed.request);
-      } else {
-        response.status = 404;
-        response.body = "not found\n";
-      }
+      now = run_handler(connection, now, [&] {
+        if (handlers.http) {
+          response = handlers.http(parsed.request);
+        } else {
+          response.status = 404;
+          response.body = "not found\n";
+        }
+      });
     } catch (...) {
       ++totals.http.handler_failures;
       response = HttpResponse{500, "text/plain; charset=utf-8", "internal error\n"};
@@ -557,11 +579,14 @@ struct PeerServer::State {
     }
     std::string reply;
     try {
-      reply = handlers.control ? handlers.control(line) : std::string(kControlInternalError);
+      now = run_handler(connection, now,
+                        [&] { reply = handlers.control ? handlers.control(line) : std::string(kControlInternalError); });
     } catch (...) {
       ++totals.control.handler_failures;
       reply = kControlInternalError;
     }
+    // A reload of thousands of VIPs outlasts the connection's deadline: the reply still gets its time.
+    connection.deadline = std::max(connection.deadline, now + limits.one_shot_seconds);
     send_reply(connection, std::move(reply), /*close_after=*/true, now);
   }
 
@@ -619,6 +644,7 @@ bool PeerServer::handle(int fd, std::uint32_t events, double now) {
   }
   const auto found = state_->connections.find(fd);
   if (found == state_->connections.end()) return false;
+  if (found->second.busy) return true;  // its handler is running, further up this stack
   try {
     state_->handle_connection(found->second, events, now);
   } catch (...) {
@@ -637,7 +663,7 @@ double PeerServer::next_deadline() const {
 void PeerServer::expire(double now) {
   std::vector<int> expired;
   for (const auto& [fd, connection] : state_->connections) {
-    if (connection.deadline <= now) expired.push_back(fd);
+    if (connection.deadline <= now && !connection.busy) expired.push_back(fd);
   }
   for (const int fd : expired) {
     Connection& connection = state_->connections.at(fd);

@@ -13,6 +13,11 @@
 // per connection: counters() says what happened. A handler that throws gets a
 // 500 / "fail" line / JSON error, and only that connection closes.
 //
+// A handler may take long and serve the other peers meanwhile (the owner
+// calls handle() and expire() again from inside it): its own connection is
+// then left alone, no events read, no deadline, no eviction, until it returns.
+// The reply's deadline starts when it returns.
+//
 // Epoll contract: PeerServer adds its fds to the owner's epoll set with
 // `data.fd` = the fd, level-triggered; the owner hands handle() every event
 // for an fd that is not its own, computes its epoll timeout from next_deadline()
@@ -49,6 +54,9 @@ struct PeerHandlers {
   std::function<HttpResponse(const HttpRequest&)> http;
   std::function<std::string()> agent_check;              ///< one line; a missing '\n' is added
   std::function<std::string(std::string_view)> control;  ///< command line without '\n' -> whole reply
+  /// The owner's clock, read after a handler returns: a handler may take
+  /// seconds (a reload applying 100,000 VIPs). None: the time it was called.
+  std::function<double()> clock;
 };
 
 /// Deadlines (seconds) and connection limits; the defaults are the daemon's.

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -66,8 +67,17 @@ struct ControlFixture {
       commands.emplace_back(line);
       if (line == "status") return std::string(10 << 20, 's');
       if (line == "boom") throw std::runtime_error("handler bug");
+      if (line == "slow") {
+        // A reload of 100,000 VIPs: seconds long, serving the other peers between its windows.
+        if (during_slow) during_slow();
+        const double until = monotonic_now() + slow_seconds;
+        while (monotonic_now() < until) loop.run_once(0.01);
+        served_during_slow = commands;
+        return "{\"ok\":true,\"slow\":true}\n";
+      }
       return "{\"ok\":true,\"echo\":\"" + std::string(line) + "\"}\n";
     };
+    result.clock = monotonic_now;
     return result;
   }
   std::string exchange(const std::string& bytes) {
@@ -78,6 +88,9 @@ struct ControlFixture {
   }
   TempDir directory;
   std::vector<std::string> commands;
+  std::function<void()> during_slow;
+  std::vector<std::string> served_during_slow;
+  double slow_seconds = 0;
   PeerLoop loop;
   std::string path;
 };
@@ -87,6 +100,29 @@ TEST_CASE("a control command line gets the owner's reply, then the socket closes
   CHECK(fixture.exchange("drain\n") == "{\"ok\":true,\"echo\":\"drain\"}\n");
   CHECK(fixture.commands == std::vector<std::string>{"drain"});
   CHECK(fixture.loop.run_until([&] { return fixture.loop.server().counters().control.open == 0; }, 1.0));
+}
+
+TEST_CASE("a handler that outlasts the connection's deadline, serving others meanwhile, still gets its reply out") {
+  PeerLimits limits;
+  limits.one_shot_seconds = 0.3;
+  ControlFixture fixture(limits);
+  fixture.slow_seconds = 1.0;
+  std::vector<TestClient> others;
+  fixture.during_slow = [&] {
+    others.push_back(TestClient::unix_stream(fixture.path));
+    others.back().send("drain\n");
+  };
+  TestClient slow = TestClient::unix_stream(fixture.path);
+  slow.send("slow\n");
+  REQUIRE(await_server_close(fixture.loop, slow, 5.0));
+  // Its connection was neither closed at its deadline nor read again meanwhile.
+  CHECK(slow.received == "{\"ok\":true,\"slow\":true}\n");
+  CHECK(fixture.loop.server().counters().control.timed_out == 0);
+  // The others were served from inside it.
+  CHECK(fixture.served_during_slow == std::vector<std::string>{"slow", "drain"});
+  REQUIRE(others.size() == 1);
+  REQUIRE(await_server_close(fixture.loop, others.back()));
+  CHECK(others.back().received == "{\"ok\":true,\"echo\":\"drain\"}\n");
 }
 
 TEST_CASE("the control socket is mode 0660 and removed when the server goes") {
@@ -260,7 +296,7 @@ TEST_CASE("a control socket replaced by someone else is not unlinked on destruct
 
 struct AgentCheckFixture {
   explicit AgentCheckFixture(std::function<std::string()> line)
-      : loop(PeerHandlers{{}, std::move(line), {}}), address(free_tcp_address("127.0.0.1")) {
+      : loop(PeerHandlers{{}, std::move(line), {}, {}}), address(free_tcp_address("127.0.0.1")) {
     const Status listening = loop.server().listen_agent_check(address.get(), address.length, "agent-check test");
     REQUIRE_MESSAGE(listening.ok(), listening.message());
   }

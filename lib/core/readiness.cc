@@ -245,36 +245,60 @@ std::vector<Reason> redirect_reasons(const Desired& desired, const Observed& obs
 
 namespace arpguard {
 
-std::vector<Reason> orphan_reasons(const Desired& desired, const Observed& observed) {
+std::vector<Reason> orphan_reasons(const Desired& desired, const Observed& observed, size_t named) {
   std::vector<Reason> out;
+  size_t unnamed = 0;
+  auto add = [&](auto&& text) {
+    if (out.size() < named) {
+      out.push_back(warning(ReasonKind::kOrphanGuarded, text()));
+    } else {
+      ++unnamed;
+    }
+  };
   for (const nft::TableId& id : {rules::arp_table_id(), rules::ndp_table_id()}) {
     const ObservedTable* table = observed.table(id);
     if (!table) continue;
     auto set = table->sets.find(std::string(rules::kVipSet));
     if (set == table->sets.end()) continue;
+    // Elements, addresses and routes are all in order, and elements do not
+    // overlap: one walk through each, and each VIP looked up a few steps on
+    // from the last.
+    size_t address_hint = 0;
+    size_t route_hint = 0;
+    auto address = observed.addresses.begin();
+    auto route = observed.local_routes.begin();
     for (const nft::Element& e : set->second.all_elements()) {
+      while (address != observed.addresses.end() && address->first.address < e.addresses.first) ++address;
+      while (route != observed.local_routes.end() && route->first.destination.address < e.addresses.first) ++route;
       // Each configured address the element holds that no VIP of the policy does.
-      for (auto it = observed.addresses.lower_bound(AddressKey{e.addresses.first, 0, 0});
-           it != observed.addresses.end() && it->first.address <= e.addresses.last; ++it) {
+      for (auto& it = address; it != observed.addresses.end() && it->first.address <= e.addresses.last; ++it) {
         const IpAddress& a = it->first.address;
-        if (desired.vips.bound_containing(a) || desired.vips.is_redirected(a)) continue;
+        if (desired.vips.bound_containing(a, address_hint) || desired.vips.is_redirected(a)) continue;
         const Link* link = observed.link_at(it->first.link_index);
         if (!link || !link->loopback) continue;  // an interface's own address is not a VIP left behind
-        out.push_back(warning(ReasonKind::kOrphanGuarded,
-                              fmt::format("{} on {} is in no VIP of the policy but still configured, so {} @vips keeps "
-                                          "hiding it (remove it with ip addr del, or put it back in the policy)",
-                                          it->first.prefix().str(), link->name, id.str())));
+        add([&] {
+          return fmt::format("{} on {} is in no VIP of the policy but still configured, so {} @vips keeps "
+                             "hiding it (remove it with ip addr del, or put it back in the policy)",
+                             it->first.prefix().str(), link->name, id.str());
+        });
       }
-      for (auto it = observed.local_routes.lower_bound(RouteKey{IpPrefix{e.addresses.first, 0}, 0});
-           it != observed.local_routes.end() && it->first.destination.address <= e.addresses.last; ++it) {
+      for (auto& it = route; it != observed.local_routes.end() && it->first.destination.address <= e.addresses.last;
+           ++it) {
         const IpPrefix& p = it->first.destination;
-        if (it->second.protocol == kRouteProtoKernel || desired.vips.bound_containing(p.address)) continue;
-        out.push_back(warning(ReasonKind::kOrphanGuarded,
-                              fmt::format("local route {} is in no VIP of the policy but still configured, so {} "
-                                          "@vips keeps hiding it (ip route del local {} table local)",
-                                          p.str(), id.str(), p.str())));
+        if (it->second.protocol == kRouteProtoKernel || desired.vips.bound_containing(p.address, route_hint)) continue;
+        add([&] {
+          return fmt::format("local route {} is in no VIP of the policy but still configured, so {} "
+                             "@vips keeps hiding it (ip route del local {} table local)",
+                             p.str(), id.str(), p.str());
+        });
       }
     }
+  }
+  if (unnamed > 0) {
+    out.push_back(warning(ReasonKind::kOrphanGuarded,
+                          fmt::format("and {} more address(es) or local route(s) in no VIP of the policy, still "
+                                      "configured and hidden by @vips (ip -br addr show dev lo; ip route show table local)",
+                                      unnamed)));
   }
   return out;
 }

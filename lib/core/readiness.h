@@ -51,7 +51,8 @@ std::vector<Reason> server_reasons(const Desired& desired, const Observed& obser
 /// Warnings for addresses arpguard's sets still suppress though no VIP of the
 /// policy holds them, because they are still configured here (I8: a VIP
 /// whose ownership was lost keeps its suppression). O(elements): for status.
-std::vector<Reason> orphan_reasons(const Desired& desired, const Observed& observed);
+/// The first `named` are named; one more line counts the rest.
+std::vector<Reason> orphan_reasons(const Desired& desired, const Observed& observed, size_t named = 10);
 
 /// The reasons of the bound VIP `vip` alone. O(log n).
 std::vector<Reason> vip_reasons(const Desired& desired, const Observed& observed, const ReadinessInputs& inputs,

@@ -167,6 +167,24 @@ TEST_CASE("arp_ignore 3 and the VIP at scope global: wrong attributes") {
         std::vector<Reason>{not_ready(ReasonKind::kVipWrongAttributes, "vip 192.0.2.10/32 on lo has scope global, want host")});
 }
 
+TEST_CASE("addresses left behind in the set: the first ten named, the rest counted in one line") {
+  Server s(vip("192.0.2.10"));
+  CHECK(orphan_reasons(s.desired, s.observed).empty());
+  // 25 addresses on lo that the set still hides, in no VIP of the policy (a crash mid-apply, say).
+  add_elements(arp_vips(s.observed), {rules::vip_element(range("10.70.0.1", "10.70.0.25"))});
+  for (int i = 1; i <= 25; ++i) add_address(s.observed, prefix("10.70.0." + std::to_string(i) + "/32"), 1);
+  const std::vector<Reason> reasons = orphan_reasons(s.desired, s.observed);
+  REQUIRE(reasons.size() == 11);
+  for (const Reason& r : reasons) CHECK(r.kind == ReasonKind::kOrphanGuarded);
+  for (const Reason& r : reasons) CHECK(r.severity == Severity::kWarning);
+  CHECK(reasons.front().text.rfind("10.70.0.1/32 on lo is in no VIP of the policy", 0) == 0);
+  CHECK(reasons[9].text.rfind("10.70.0.10/32 on lo", 0) == 0);
+  CHECK(reasons.back().text.rfind("and 15 more address(es) or local route(s) in no VIP of the policy", 0) == 0);
+  // The VIP itself, also in the set and configured, is never one of them.
+  for (const Reason& r : reasons) CHECK(r.text.find("192.0.2.10/32") == std::string::npos);
+  CHECK(orphan_reasons(s.desired, s.observed, 25).size() == 25);
+}
+
 TEST_CASE("each server-wide fault is its own typed reason") {
   Server s;
   SUBCASE("the arp table gone: the server says which, its VIPs that they are unsuppressed") {

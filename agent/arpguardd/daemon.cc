@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -31,6 +32,13 @@ constexpr int kMaxEvents = 64;
 // The name of arpguardd's claim on a network namespace: abstract unix
 // sockets are per network namespace, and vanish with their process.
 constexpr char kNamespaceClaim[] = "arpguardd";
+
+// Replies written but not yet read by their peers, beyond which a status of every VIP waits.
+constexpr std::size_t kMaxPendingReplyBytes = 64u << 20;
+
+// A status of every VIP builds and frees hundreds of MB at 100,000 VIPs,
+// which glibc would keep: handed back at once.
+void release_freed_memory() { ::malloc_trim(0); }
 
 double monotonic() {
   timespec ts{};
@@ -350,11 +358,20 @@ HttpResponse Daemon::on_http(const HttpRequest& request) {
     if (!status) return {404, "text/plain; charset=utf-8", "no such VIP in the policy: " + printable(vip) + "\n"};
     return readiness(status->ready, status->reasons);
   }
-  if (path == "/status" || path == "/status/vips") {
-    return {200, "application/json", dump_json(to_json(supervisor.snapshot(now, path == "/status/vips")), 2) + "\n"};
+  if (path == "/status") {
+    return {200, "application/json", dump_json(to_json(supervisor.snapshot(now, false)), 2) + "\n"};
+  }
+  if (path == "/status/vips") {
+    // Megabytes a reply at 100,000 VIPs: those not yet taken by their readers are bounded.
+    if (peers_->counters().pending_output_bytes > kMaxPendingReplyBytes) {
+      return {503, "text/plain; charset=utf-8", "too many status replies are waiting to be read: try again later\n"};
+    }
+    std::string body = dump_json(to_json(supervisor.snapshot(now, true)), 2) + "\n";
+    release_freed_memory();
+    return {200, "application/json", std::move(body)};
   }
   if (path == "/metrics") {
-    return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(supervisor.snapshot(now, false))};
+    return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(supervisor.snapshot(now, false, /*orphans=*/false))};
   }
   return {404, "text/plain; charset=utf-8", "not found; try /ready, /ready/<vip>, /status, /status/vips, /metrics\n"};
 }
@@ -369,8 +386,17 @@ std::string Daemon::on_control(std::string_view line) {
   const std::string command(line.substr(0, line.find_last_not_of(" \r") + 1));
   nlohmann::json reply;
   if (command == "status" || command == "status vips") {
+    if (command == "status vips" && peers_->counters().pending_output_bytes > kMaxPendingReplyBytes) {
+      return dump_json({{"ok", false}, {"error", "too many status replies are waiting to be read: try again later"}}) + "\n";
+    }
     driver_->refresh_for_query();
     reply = to_json(driver_->supervisor().snapshot(monotonic(), command == "status vips"));
+    if (command == "status vips") {
+      std::string text = dump_json(reply) + "\n";
+      reply = nullptr;
+      release_freed_memory();
+      return text;
+    }
   } else if (serving_queries_) {
     // Asked while an apply of thousands of VIPs runs: changing course mid-way
     // is not on offer, and an answer now beats one after the apply.
@@ -491,6 +517,11 @@ int Daemon::run() {
         const int peer = ::accept4(lock_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (peer >= 0) ::close(peer);  // someone asked who holds the claim: they have their answer
       } else if (!checks_->handle(fd)) {
+        // Repairs before queries: what the kernel said and the timers that fell
+        // due go first, so many scrapers of a large status wait on each other,
+        // not the repairs.
+        if (!events_held_) driver_->drain_events();
+        driver_->fire_due_timers(monotonic());
         peers_->handle(fd, events[i].events, monotonic());
       }
     }

@@ -1,6 +1,7 @@
 #include "agent/arpguardd/peers.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
@@ -33,6 +34,7 @@ enum class Closing { no, gracefully, abortively };
 
 constexpr int kAcceptsPerWakeup = 64;
 constexpr int kListenBacklog = 128;
+constexpr std::size_t kLargeReplyBytes = 1u << 20;
 constexpr std::size_t kControlLineBytes = 256;  // including the '\n'
 constexpr std::size_t kDiscardBytesPerWakeup = 64 * 1024;
 constexpr std::size_t kLingerDiscardBytes = 64 * 1024;
@@ -273,9 +275,18 @@ struct PeerServer::State {
     }
   }
 
+  // Frees a reply's bytes; a large one is handed back to the system at once
+  // (glibc keeps freed heap: 18 MB a status of 100,000 VIPs, per reader).
+  static void release_output(Connection& connection) {
+    const bool large = connection.output.capacity() >= kLargeReplyBytes;
+    std::string().swap(connection.output);
+    if (large) ::malloc_trim(0);
+  }
+
   void close_connection(int fd, Closing how) {
     const auto found = connections.find(fd);
     if (found == connections.end()) return;
+    release_output(found->second);
     if (how == Closing::abortively) {
       const linger reset{1, 0};  // TCP: RST and free the kernel's send queue now
       setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
@@ -491,7 +502,7 @@ struct PeerServer::State {
       connection.closing = Closing::abortively;  // EPIPE, ECONNRESET...: the peer is gone
       return;
     }
-    std::string().swap(connection.output);  // a many-MB reply is freed as soon as it is sent
+    release_output(connection);  // a many-MB reply is freed as soon as it is sent
     connection.output_sent = 0;
     if (connection.close_after_output) {
       std::string().swap(connection.input);

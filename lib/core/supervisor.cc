@@ -1288,7 +1288,7 @@ std::map<IpPrefix, std::vector<Reason>> Supervisor::gaps_before_adding(const std
   return gaps;
 }
 
-StatusSnapshot Supervisor::snapshot(double now, bool all_vips) {
+StatusSnapshot Supervisor::snapshot(double now, bool all_vips, bool orphans) {
   const ReadySummary summary = ready_summary(now);
   const ReadinessInputs in = readiness_inputs(now);
   StatusSnapshot s;
@@ -1371,7 +1371,7 @@ StatusSnapshot Supervisor::snapshot(double now, bool all_vips) {
     }
     s.interfaces.push_back(std::move(i));
   }
-  if (have_cache_) {
+  if (have_cache_ && orphans) {
     for (Reason& r : orphan_reasons(desired_, cache_)) s.reasons.push_back(std::move(r));
   }
   for (const AddressAnswer& a : flux_) {

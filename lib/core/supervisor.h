@@ -155,7 +155,9 @@ class Supervisor {
   /// Readiness of the VIP holding `address`; nullopt when no VIP holds it.
   std::optional<VipStatus> vip_status(const IpAddress& address, double now);
   /// The whole status. `all_vips`: every VIP (else not-ready ones first, bounded).
-  StatusSnapshot snapshot(double now, bool all_vips);
+  /// `orphans`: warn of addresses left in the sets (a walk through every
+  /// element, address and route: /metrics, which shows no reasons, goes without).
+  StatusSnapshot snapshot(double now, bool all_vips, bool orphans = true);
 
   /// The daemon's Verifier consults this after feeding it fresh events and sysctls.
   std::map<IpPrefix, std::vector<Reason>> gaps_before_adding(const std::vector<IpPrefix>& vips) const;

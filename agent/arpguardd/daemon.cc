@@ -35,10 +35,7 @@ constexpr char kNamespaceClaim[] = "arpguardd";
 
 // Replies written but not yet read by their peers, beyond which a status of every VIP waits.
 constexpr std::size_t kMaxPendingReplyBytes = 64u << 20;
-
-// A status of every VIP builds and frees hundreds of MB at 100,000 VIPs,
-// which glibc would keep: handed back at once.
-void release_freed_memory() { ::malloc_trim(0); }
+constexpr char kTooManyStatusReplies[] = "too many status replies are waiting to be read: try again later";
 
 double monotonic() {
   timespec ts{};
@@ -362,18 +359,22 @@ HttpResponse Daemon::on_http(const HttpRequest& request) {
     return {200, "application/json", dump_json(to_json(supervisor.snapshot(now, false)), 2) + "\n"};
   }
   if (path == "/status/vips") {
-    // Megabytes a reply at 100,000 VIPs: those not yet taken by their readers are bounded.
-    if (peers_->counters().pending_output_bytes > kMaxPendingReplyBytes) {
-      return {503, "text/plain; charset=utf-8", "too many status replies are waiting to be read: try again later\n"};
-    }
-    std::string body = dump_json(to_json(supervisor.snapshot(now, true)), 2) + "\n";
-    release_freed_memory();
-    return {200, "application/json", std::move(body)};
+    std::optional<std::string> body = all_vips_status(2);
+    if (!body) return {503, "text/plain; charset=utf-8", std::string(kTooManyStatusReplies) + "\n"};
+    return {200, "application/json", std::move(*body)};
   }
   if (path == "/metrics") {
     return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(supervisor.snapshot(now, false, /*orphans=*/false))};
   }
   return {404, "text/plain; charset=utf-8", "not found; try /ready, /ready/<vip>, /status, /status/vips, /metrics\n"};
+}
+
+std::optional<std::string> Daemon::all_vips_status(int indent) {
+  if (peers_->counters().pending_output_bytes > kMaxPendingReplyBytes) return std::nullopt;
+  std::string text = dump_json(to_json(driver_->supervisor().snapshot(monotonic(), true)), indent) + "\n";
+  // Its JSON tree, hundreds of MB at 100,000 VIPs, is gone: handed back now, not kept by glibc.
+  ::malloc_trim(0);
+  return text;
 }
 
 std::string Daemon::on_agent_check() {
@@ -385,18 +386,14 @@ std::string Daemon::on_agent_check() {
 std::string Daemon::on_control(std::string_view line) {
   const std::string command(line.substr(0, line.find_last_not_of(" \r") + 1));
   nlohmann::json reply;
-  if (command == "status" || command == "status vips") {
-    if (command == "status vips" && peers_->counters().pending_output_bytes > kMaxPendingReplyBytes) {
-      return dump_json({{"ok", false}, {"error", "too many status replies are waiting to be read: try again later"}}) + "\n";
-    }
+  if (command == "status vips") {
     driver_->refresh_for_query();
-    reply = to_json(driver_->supervisor().snapshot(monotonic(), command == "status vips"));
-    if (command == "status vips") {
-      std::string text = dump_json(reply) + "\n";
-      reply = nullptr;
-      release_freed_memory();
-      return text;
-    }
+    std::optional<std::string> text = all_vips_status(-1);
+    return text ? std::move(*text) : dump_json({{"ok", false}, {"error", kTooManyStatusReplies}}) + "\n";
+  }
+  if (command == "status") {
+    driver_->refresh_for_query();
+    reply = to_json(driver_->supervisor().snapshot(monotonic(), false));
   } else if (serving_queries_) {
     // Asked while an apply of thousands of VIPs runs: changing course mid-way
     // is not on offer, and an answer now beats one after the apply.

@@ -54,6 +54,11 @@ class Daemon final : public Host {
   HttpResponse on_http(const HttpRequest& request);
   std::string on_agent_check();
   std::string on_control(std::string_view line);
+  /// The status of every VIP as JSON text (megabytes at 100,000 VIPs; the
+  /// caller has refreshed what queries read), its
+  /// building's memory handed back; nullopt while too many such replies wait
+  /// for their readers.
+  std::optional<std::string> all_vips_status(int indent);
   void on_signal();
   void drain_wire();
   bool hold_events(bool hold);

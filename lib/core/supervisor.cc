@@ -237,6 +237,8 @@ void Supervisor::request_resync(Out& out, const char* why) {
 void Supervisor::on_observed(Result<Observed> observed, bool quiet, double now, Out& out) {
   const bool audit = audit_in_flight_;
   const bool lost = lost_during_read_;
+  // An audit that proves nothing is tried again soon.
+  const double audit_retry = std::min(kInconclusiveAuditRetry, policy_.agent.audit_interval_ms / 1000.0);
   resync_in_flight_ = false;
   audit_in_flight_ = false;
   lost_during_read_ = false;
@@ -248,9 +250,8 @@ void Supervisor::on_observed(Result<Observed> observed, bool quiet, double now, 
     ++audits_inconclusive_;
     log(out, LogLevel::kNotice,
         fmt::format("audit: cannot read kernel state ({}): tried again in {:.0f} s", observed.error().message(),
-                    std::min(kInconclusiveAuditRetry, policy_.agent.audit_interval_ms / 1000.0)));
-    out.emplace_back(command::ArmTimer{
-        TimerId::kAudit, now + std::min(kInconclusiveAuditRetry, policy_.agent.audit_interval_ms / 1000.0)});
+                    audit_retry));
+    out.emplace_back(command::ArmTimer{TimerId::kAudit, now + audit_retry});
     if (phase_ == Phase::kRunning) reconcile(now, out);  // what came in during the read
     notify_ready_state(now, out);
     return;
@@ -268,8 +269,7 @@ void Supervisor::on_observed(Result<Observed> observed, bool quiet, double now, 
   // them): that audit is not counted, and the next one is not far off.
   if (audit && have_cache_ && !quiet) {
     ++audits_inconclusive_;
-    out.emplace_back(command::ArmTimer{
-        TimerId::kAudit, now + std::min(kInconclusiveAuditRetry, policy_.agent.audit_interval_ms / 1000.0)});
+    out.emplace_back(command::ArmTimer{TimerId::kAudit, now + audit_retry});
   }
   if (audit && have_cache_ && quiet) {
     const std::vector<std::string> found = divergences(cache_, *observed);

@@ -191,7 +191,21 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
     for (size_t i : nft) out.results[i] = status;
   }
 
-  // 5. VIPs last, and only once their suppression is verified (I1): again
+  // 5. VIPs last. The new addresses are recorded as arpguard's before the
+  // first goes in: a crash between windows must not leave VIPs no record
+  // owns, which a restart with a smaller policy would then keep. (A route is
+  // known as arpguard's by its protocol.) Those not added are forgotten again
+  // once the windows are done.
+  std::vector<ManagedVip> announced;
+  for (size_t i : additions) {
+    const auto* add = std::get_if<AddAddress>(&plan.actions[i]);
+    if (add && !add->adopted && !add->replace) announced.push_back(managed_of(*add));
+  }
+  if (!announced.empty()) {
+    if (Status s = kernel_.state.record(StateChange{announced, {}, {}, false}); !s) out.state_error = s.error();
+  }
+
+  // Each VIP goes in only once its suppression is verified (I1): again
   // for each window, as the kernel takes them, for a window of thousands of
   // VIPs takes seconds, and someone may take an element away meanwhile.
   for (size_t begin = 0; begin < additions.size(); begin += kVerifyWindow) {
@@ -228,8 +242,14 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
     if (!protected_adds.empty()) run_rtnl(protected_adds, true, true);
   }
 
-  if (!out.state.added.empty() || !out.state.removed.empty()) {
+  std::vector<ManagedVip> not_added;
+  for (size_t i : additions) {
+    const auto* add = std::get_if<AddAddress>(&plan.actions[i]);
+    if (add && !add->adopted && !add->replace && !out.results[i].ok()) not_added.push_back(managed_of(*add));
+  }
+  if (!out.state.added.empty() || !out.state.removed.empty() || !not_added.empty()) {
     StateChange ownership{out.state.added, out.state.removed, {}, false};
+    ownership.removed.insert(ownership.removed.end(), not_added.begin(), not_added.end());
     if (Status s = kernel_.state.record(ownership); !s) out.state_error = s.error();
   }
   return out;

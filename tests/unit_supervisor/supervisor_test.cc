@@ -699,3 +699,23 @@ TEST_CASE("apply's read-back: VIPs go in after their elements' transaction is ac
     CHECK(on_lo(kernel, "192.0.2.12"));
   }
 }
+
+TEST_CASE("the new address VIPs are recorded as arpguard's before the first goes in; those not added are forgotten") {
+  // A crash (kill -9) between two windows of additions must leave no VIP on
+  // lo that the record does not own: a restart with a smaller policy would keep it.
+  std::string body = "[arp]\nmethod = \"nftables\"\n";
+  for (int i = 0; i < 300; ++i) body += fmt::format("[[vip]]\naddress = \"10.1.{}.{}\"\n", i / 100, 2 * (i % 100) + 1);
+  FakeKernel kernel;
+  size_t recorded_at_first_add = 0;
+  kernel.after_write = [&](const std::string& what) {
+    if (what != "add address 10.1.0.1/32 dev lo") return;
+    recorded_at_first_add = kernel.state_record.vips.size();
+    kernel.fail_next[Call::kRtnlAdd] = {ENODEV};  // the next one cannot go in
+  };
+  const ApplyOutcome outcome = apply_once(kernel, policy_of(body));
+  CHECK(recorded_at_first_add == 300);
+  CHECK(outcome.failures() == 1);
+  CHECK(outcome.state.added.size() == 299);
+  CHECK(kernel.state_record.vips.size() == 299);
+  for (const ManagedVip& vip : kernel.state_record.vips) CHECK(on_lo(kernel, vip.prefix.address.str().c_str()));
+}

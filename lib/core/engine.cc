@@ -147,8 +147,11 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
     std::vector<Status> statuses = kernel_.netlink.apply(changes);
     for (size_t k = 0; k < indices.size(); ++k) {
       Status status = k < statuses.size() ? statuses[k] : Status::failure("rtnetlink: no answer");
-      const auto* adopted = std::get_if<AddAddress>(&changes[k]);
-      if (status.ok() && vips && !(adopted && adopted->adopted)) {
+      // Ownership of an address is the record's; of a route, its protocol
+      // (a record written before says so of some routes too: it forgets them
+      // as they go). Adopted addresses stay someone else's.
+      const auto* address = std::get_if<AddAddress>(&changes[k]);
+      if (status.ok() && vips && (!adding || (address && !address->adopted))) {
         (adding ? out.state.added : out.state.removed).push_back(managed_of(changes[k]));
       }
       out.results[indices[k]] = std::move(status);

@@ -719,3 +719,16 @@ TEST_CASE("the new address VIPs are recorded as arpguard's before the first goes
   CHECK(kernel.state_record.vips.size() == 299);
   for (const ManagedVip& vip : kernel.state_record.vips) CHECK(on_lo(kernel, vip.prefix.address.str().c_str()));
 }
+
+TEST_CASE("a route VIP is known as arpguard's by its protocol, not the record; a reload without it removes it") {
+  Rig rig(kOneVip + "[[vip]]\naddress = \"10.50.0.1\"\nas = \"route\"\n");
+  REQUIRE(rig.kernel_meets_policy());
+  CHECK(rig.kernel.state_record.vips.size() == 1);  // 192.0.2.10 alone: routes cost the record no line
+  const RouteKey route{*IpPrefix::parse("10.50.0.1/32"), 0};
+  REQUIRE(rig.kernel.world.local_routes.count(route));
+  CHECK(rig.kernel.world.local_routes.at(route).protocol == kRouteProtoArpguard);
+  rig.driver->feed(input::Reload{parse_policy(kOneVip, "p.toml"), 3});
+  rig.settle();
+  CHECK_FALSE(rig.kernel.world.local_routes.count(route));
+  CHECK(rig.has_address("192.0.2.10/32"));
+}

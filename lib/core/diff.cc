@@ -489,14 +489,15 @@ class Differ {
     return out;
   }
 
-  static std::vector<nft::Element> overlapping(const ObservedSet& set, const std::vector<IpRange>& area) {
-    std::vector<nft::Element> out;
-    for (const IpRange& region : area) {
-      for (nft::Element& e : set.elements_overlapping(region)) out.push_back(std::move(e));
+  // Whether every element of `sorted` lies inside one region of `area`
+  // (sorted and merged): one walk over both.
+  static bool within(const std::vector<nft::Element>& sorted, const std::vector<IpRange>& area) {
+    auto region = area.begin();
+    for (const nft::Element& e : sorted) {
+      while (region != area.end() && region->last < e.addresses.first) ++region;
+      if (region == area.end() || e.addresses.first < region->first || region->last < e.addresses.last) return false;
     }
-    std::sort(out.begin(), out.end());
-    out.erase(std::unique(out.begin(), out.end()), out.end());
-    return out;
+    return true;
   }
 
   void diff_elements(const nft::TableId& id, const nft::SetSpec& spec, const ObservedSet* set) {
@@ -512,10 +513,11 @@ class Differ {
     } else {
       // Grow the area until it holds whole elements on both sides: replacing an
       // element must also take out whatever it would overlap, in the same batch.
-      std::vector<IpRange> area = merge_ranges(scope_.regions);
+      std::vector<IpRange> area = scope_.regions;  // normalized
       for (int round = 0; round < 8; ++round) {
         want = overlapping(all_wanted, area);
-        if (set) have = overlapping(*set, area);
+        if (set) have = set->elements_overlapping(area);
+        if (within(want, area) && within(have, area)) break;  // usually at once: nothing to grow
         std::vector<IpRange> grown = area;
         for (const auto* list : {&want, &have}) {
           for (const nft::Element& e : *list) grown.push_back(e.addresses);

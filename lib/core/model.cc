@@ -171,6 +171,32 @@ std::vector<nft::Element> ObservedSet::elements_overlapping(const IpRange& range
   return out;
 }
 
+std::vector<nft::Element> ObservedSet::elements_overlapping(const std::vector<IpRange>& area) const {
+  std::vector<nft::Element> out;
+  if (points.empty()) {
+    for (const nft::Element& e : elements) {
+      auto region = std::lower_bound(area.begin(), area.end(), e.addresses.first,
+                                     [](const IpRange& r, const IpAddress& a) { return r.last < a; });
+      if (region != area.end() && region->overlaps(e.addresses)) out.push_back(e);
+    }
+    return out;
+  }
+  for (const IpRange& range : area) {
+    auto it = points.upper_bound({range.first, true});
+    if (it != points.begin() && std::prev(it)->second) --it;
+    const size_t before = out.size();
+    ranges_from_points(it, points.end(), &range.last, out);
+    // Keep the new ones that overlap; one that spans two regions was found for both.
+    size_t kept = before;
+    for (size_t k = before; k < out.size(); ++k) {
+      if (!out[k].addresses.overlaps(range) || (kept > 0 && out[kept - 1] == out[k])) continue;
+      out[kept++] = out[k];
+    }
+    out.resize(kept);
+  }
+  return out;
+}
+
 size_t ObservedSet::size() const { return points.empty() ? elements.size() : (points.size() + 1) / 2; }
 
 }  // namespace arpguard

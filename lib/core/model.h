@@ -207,6 +207,9 @@ struct ObservedSet {
   std::vector<nft::Element> all_elements() const;
   /// The elements that overlap `range` (addresses only): O(log n + k).
   std::vector<nft::Element> elements_overlapping(const IpRange& range) const;
+  /// The elements that overlap any of `area` (sorted and merged), sorted, each
+  /// once: O(regions * log n + k).
+  std::vector<nft::Element> elements_overlapping(const std::vector<IpRange>& area) const;
   size_t size() const;
 };
 

@@ -708,8 +708,10 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
     causes_.clear();  // the drift is repaired; what is still undone keeps its causes for the retry
     foreign_changes_ = 0;
   }
+  // What the plan touched, once: at 100,000 VIPs a route and an element each.
+  const std::vector<IpRange> touched = merge_ranges(regions_of(plan));
   readiness_dirty_.insert(readiness_dirty_.end(), in_flight_scope_.regions.begin(), in_flight_scope_.regions.end());
-  for (const IpRange& r : regions_of(plan)) readiness_dirty_.push_back(r);
+  readiness_dirty_.insert(readiness_dirty_.end(), touched.begin(), touched.end());
   if (in_flight_scope_.everything) readiness_all_dirty_ = true;
 
   if (!outcome.blocked.empty()) {
@@ -738,7 +740,7 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
   }
   // Our own changes came back as events: diff what they touched, which proves them.
   if (failed.empty()) {
-    merge_scope(pending_, DiffScope::of(regions_of(plan), true));
+    merge_scope(pending_, DiffScope::of(touched, true));
     pending_any_ = true;
   }
   reconcile(now, out, /*follow_up=*/true);

@@ -556,6 +556,18 @@ void check_overlapping_against_brute_force(std::mt19937& rng, const ObservedSet&
     CAPTURE(query.str());
     CHECK(set.elements_overlapping(query) == brute_overlapping(set, query));
   }
+  // Several regions at once (sorted and merged, as a diff's scope is): each
+  // element that overlaps any of them, once, in order.
+  std::vector<IpRange> queries;
+  for (int q = std::uniform_int_distribution<int>(0, 4)(rng); q > 0; --q) queries.push_back(random_range(rng));
+  const std::vector<IpRange> area = merge_ranges(queries);
+  std::vector<nft::Element> expected;
+  for (const nft::Element& e : set.all_elements()) {
+    if (std::any_of(area.begin(), area.end(), [&](const IpRange& r) { return r.overlaps(e.addresses); })) {
+      expected.push_back(e);
+    }
+  }
+  CHECK(set.elements_overlapping(area) == expected);
 }
 
 }  // namespace

@@ -173,12 +173,18 @@ std::vector<nft::Element> ObservedSet::elements_overlapping(const IpRange& range
 
 std::vector<nft::Element> ObservedSet::elements_overlapping(const std::vector<IpRange>& area) const {
   std::vector<nft::Element> out;
-  if (points.empty()) {
-    for (const nft::Element& e : elements) {
-      auto region = std::lower_bound(area.begin(), area.end(), e.addresses.first,
-                                     [](const IpRange& r, const IpAddress& a) { return r.last < a; });
-      if (region != area.end() && region->overlaps(e.addresses)) out.push_back(e);
+  if (points.empty() || area.size() * 16 >= points.size()) {
+    // Few elements for the regions (or a concatenated set): one walk over all
+    // of them beside the regions costs less than a search for each region.
+    out = all_elements();
+    auto region = area.begin();
+    size_t kept = 0;
+    for (const nft::Element& e : out) {
+      while (region != area.end() && region->last < e.addresses.first) ++region;
+      if (region == area.end()) break;
+      if (region->overlaps(e.addresses)) out[kept++] = e;
     }
+    out.resize(kept);
     return out;
   }
   for (const IpRange& range : area) {

@@ -623,3 +623,35 @@ TEST_CASE("property: adding and removing whole, disjoint ranges touches every el
     }
   }
 }
+
+TEST_CASE("property: the elements overlapping an area of many regions, searched region by region or walked, are the same") {
+  // A set large beside the area is searched per region; one small beside it is walked.
+  for (unsigned seed = 1; seed <= 50; ++seed) {
+    CAPTURE(seed);
+    std::mt19937 rng(seed);
+    ObservedSet set = plain_v4_set();
+    uint32_t at = std::uniform_int_distribution<uint32_t>(0, 3)(rng);
+    for (int i = 0; i < 1000; ++i) {
+      const uint32_t length = std::uniform_int_distribution<uint32_t>(1, 4)(rng);
+      set.points.insert({IpAddress::v4(at), true});
+      set.points.insert({IpAddress::v4(at + length), false});
+      at += length + std::uniform_int_distribution<uint32_t>(0, 3)(rng);  // adjacent at times
+    }
+    for (int q = 0; q < 20; ++q) {
+      std::vector<IpRange> queries;
+      const int regions = q < 10 ? std::uniform_int_distribution<int>(1, 20)(rng) : std::uniform_int_distribution<int>(200, 900)(rng);
+      for (int r = 0; r < regions; ++r) {
+        const uint32_t first = std::uniform_int_distribution<uint32_t>(0, at + 2)(rng);
+        queries.push_back({IpAddress::v4(first), IpAddress::v4(first + std::uniform_int_distribution<uint32_t>(0, 9)(rng))});
+      }
+      const std::vector<IpRange> area = merge_ranges(queries);
+      std::vector<nft::Element> expected;
+      for (const nft::Element& e : set.all_elements()) {
+        if (std::any_of(area.begin(), area.end(), [&](const IpRange& r) { return r.overlaps(e.addresses); })) {
+          expected.push_back(e);
+        }
+      }
+      CHECK(set.elements_overlapping(area) == expected);
+    }
+  }
+}

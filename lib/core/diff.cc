@@ -590,21 +590,24 @@ class Differ {
   }
 
   // The parts of `range` that no element of `elements` (sorted) covers.
+  // From the first element that reaches `range`, found by a search: walked
+  // from the front for each of 50,000 elements a reload drops, this was
+  // quadratic (3.7 s at 100,000 VIPs).
   static std::vector<IpRange> uncovered_parts(const IpRange& range, const std::vector<nft::Element>& elements) {
     std::vector<IpRange> out;
     IpAddress next = range.first;
-    bool done = false;
-    for (const nft::Element& e : elements) {
-      if (done || e.addresses.last < next) continue;
+    // `last` grows with the order (elements of a plain set do not overlap).
+    auto it = std::lower_bound(elements.begin(), elements.end(), range.first,
+                               [](const nft::Element& e, const IpAddress& a) { return e.addresses.last < a; });
+    for (; it != elements.end(); ++it) {
+      const nft::Element& e = *it;
+      if (e.addresses.last < next) continue;
       if (e.addresses.first > range.last) break;
       if (e.addresses.first > next) out.push_back({next, e.addresses.first.prev()});
-      if (e.addresses.last >= range.last) {
-        done = true;
-      } else {
-        next = e.addresses.last.next();
-      }
+      if (e.addresses.last >= range.last) return out;
+      next = e.addresses.last.next();
     }
-    if (!done) out.push_back({next, range.last});
+    out.push_back({next, range.last});
     return out;
   }
 

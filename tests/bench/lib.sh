@@ -67,6 +67,24 @@ ns_del() {
   ip netns del "$1" 2>/dev/null || true
 }
 
+# quiesce: waits until the CPUs have been idle (90 %) for 0.2 s, at most 10 s.
+# Deleting a namespace of 100,000 routes and elements goes on in the kernel's
+# workers for seconds after `ip netns del` returns, and would slow the next run.
+quiesce() {
+  local idle_before total_before idle total calm=0
+  read -r idle_before total_before < <(awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat)
+  for _ in $(seq 100); do
+    sleep 0.1
+    read -r idle total < <(awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat)
+    if [ $((total - total_before)) -gt 0 ] && [ $(((idle - idle_before) * 100 / (total - total_before))) -ge 90 ]; then
+      calm=$((calm + 1)); [ "$calm" -ge 2 ] && return 0
+    else
+      calm=0
+    fi
+    idle_before=$idle total_before=$total
+  done
+}
+
 # vips N: the N VIP addresses, one a line.
 vips() {
   awk -v n="$1" -v first="$vip_first" -v stride="$vip_stride" 'BEGIN {

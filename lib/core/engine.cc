@@ -66,6 +66,24 @@ Result<Observed> Engine::observe() {
     observed.state_error = state.error().message();
   }
 
+  // An address the record owns that is on its device no more is arpguard's no
+  // more: a crash between recording an address and adding it (or between
+  // deleting one and forgetting it) leaves such entries, and an address the
+  // administrator puts there later must not be taken for arpguard's.
+  if (state) {
+    StateChange absent;
+    for (const ManagedVip& vip : observed.state.vips) {
+      if (vip.kind != VipKind::kAddress) continue;
+      const Link* device = observed.link_named(vip.device);
+      if (!device || !observed.addresses.count(AddressKey{vip.prefix.address, vip.prefix.length, device->index})) {
+        absent.removed.push_back(vip);
+      }
+    }
+    if (!absent.empty() && kernel_.state.record(absent)) {
+      for (const ManagedVip& vip : absent.removed) observed.state.vips.erase(vip);
+    }
+  }
+
   auto tables_read = tables.get();
   if (!tables_read) return tables_read.error();
   observed.tables = std::move(*tables_read);

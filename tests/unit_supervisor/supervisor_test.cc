@@ -732,3 +732,18 @@ TEST_CASE("a route VIP is known as arpguard's by its protocol, not the record; a
   CHECK_FALSE(rig.kernel.world.local_routes.count(route));
   CHECK(rig.has_address("192.0.2.10/32"));
 }
+
+TEST_CASE("a recorded address that is on lo no more is forgotten at a full read; one added there later is not arpguard's") {
+  // What a kill -9 between recording a VIP and adding it (or between deleting
+  // one and forgetting it) leaves behind.
+  Rig rig(kOneVip, false);
+  rig.kernel.state_record.vips.insert(ManagedVip{*IpPrefix::parse("192.0.2.50/32"), VipKind::kAddress, "lo"});
+  rig.kernel.state_record.vips.insert(ManagedVip{*IpPrefix::parse("192.0.2.51/32"), VipKind::kAddress, "lo"});
+  rig.kernel.world.put_address(address("192.0.2.51/32"), AddressInfo{kScopeHost, kAddrFlagPermanent});
+  rig.boot();
+  CHECK(rig.kernel.state_record.vips.count(ManagedVip{*IpPrefix::parse("192.0.2.50/32"), VipKind::kAddress, "lo"}) == 0);
+  CHECK_FALSE(rig.has_address("192.0.2.51/32"));  // present and recorded: arpguard's, and not in the policy
+  rig.kernel.foreign_add_address(address("192.0.2.50/32"), AddressInfo{kScopeHost, kAddrFlagPermanent});
+  rig.settle();
+  CHECK(rig.has_address("192.0.2.50/32"));
+}

@@ -42,6 +42,33 @@ Result<std::string> read_file(const std::string& path) {
   return text;
 }
 
+// arpguard writes three levels; a parser holds memory for every level of a
+// deeper file (200 MB of '[' took 14 GB), which is not its record anyway.
+constexpr size_t kMaxStateDepth = 8;
+
+bool nested_deeper_than(const std::string& text, size_t limit) {
+  size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 bool StateFile::Stamp::operator==(const Stamp& o) const {
@@ -61,10 +88,16 @@ Result<ManagedState> StateFile::load() {
   written_.reset();
   state_ = ManagedState{};
   loaded_ = true;
+  unreadable_ = false;
   auto text = read_file(path());
   if (!text) {
     if (text.error().errno_value == ENOENT) return state_;
+    unreadable_ = true;
     return text.error();
+  }
+  if (nested_deeper_than(*text, kMaxStateDepth)) {
+    unreadable_ = true;
+    return Error{"read " + path() + ": nested deeper than any state arpguard writes"};
   }
   try {
     const nlohmann::json doc = nlohmann::json::parse(*text);
@@ -80,6 +113,7 @@ Result<ManagedState> StateFile::load() {
     }
   } catch (const nlohmann::json::exception& e) {
     state_ = ManagedState{};
+    unreadable_ = true;
     return Error{"read " + path() + ": " + e.what()};
   }
   return state_;
@@ -129,6 +163,14 @@ Status StateFile::save() {
     separator = ",\n";
   }
   text += state_.vips.empty() ? "]\n}\n" : "\n ]\n}\n";
+  // A record that could not be read is not overwritten: it is kept beside
+  // the new one, for whoever looks into what it owned.
+  if (unreadable_) {
+    if (std::rename(path().c_str(), (path() + ".unreadable").c_str()) != 0 && errno != ENOENT) {
+      return Status::failure("rename " + path(), errno);
+    }
+    unreadable_ = false;
+  }
   const std::string tmp = path() + ".tmp";
   ::unlink(tmp.c_str());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

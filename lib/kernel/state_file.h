@@ -44,6 +44,7 @@ class StateFile final : public StateApi {
   ManagedState state_;
   bool loaded_ = false;
   std::optional<Stamp> written_;  ///< the file as save() left it
+  bool unreadable_ = false;       ///< the file in place could not be read: kept aside at the next save
 };
 
 }  // namespace arpguard

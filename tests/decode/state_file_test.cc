@@ -133,3 +133,29 @@ TEST_CASE("state file: its own last write is not parsed again; a file changed or
   std::filesystem::remove(path);
   CHECK(file.load()->vips.empty());
 }
+
+TEST_CASE("state file: one nested deeper than any arpguard writes is refused before it is parsed") {
+  TempDir dir;
+  // 200 MB of '[' made arpguardd grow to 14 GB in the parser; 1 MB of them is refused the same way.
+  { std::ofstream(dir.path() + "/state.json") << std::string(1 << 20, '['); }
+  StateFile file(dir.path());
+  auto loaded = file.load();
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.error().message().find("nested deeper than any state arpguard writes") != std::string::npos);
+  // Brackets inside a device name are text, not depth.
+  { std::ofstream(dir.path() + "/state.json") << R"({"vips": [{"address": "10.0.0.1/32", "device": "[[[[[[[[[[", "kind": "address"}]})"; }
+  StateFile again(dir.path());
+  auto read = again.load();
+  REQUIRE(read);
+  CHECK(read->vips.size() == 1);
+}
+
+TEST_CASE("state file: a record that cannot be read is kept aside, not overwritten, at the next write") {
+  TempDir dir;
+  { std::ofstream(dir.path() + "/state.json") << "\x01garbage{"; }
+  StateFile file(dir.path());
+  REQUIRE_FALSE(file.load());
+  REQUIRE(file.record(StateChange{{ManagedVip{prefix("10.0.0.2/32"), VipKind::kAddress, "lo"}}, {}, {}, false}));
+  CHECK(contents(dir.path() + "/state.json.unreadable") == "\x01garbage{");
+  CHECK(contents(dir.path() + "/state.json").find("10.0.0.2/32") != std::string::npos);
+}

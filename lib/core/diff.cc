@@ -477,16 +477,8 @@ class Differ {
 
   static std::vector<nft::Element> overlapping(const std::vector<nft::Element>& sorted, const std::vector<IpRange>& area) {
     std::vector<nft::Element> out;
-    if (area.size() * 16 >= sorted.size()) {
-      // Many regions for the elements: one walk beside them, not a search for each.
-      auto region = area.begin();
-      for (const nft::Element& e : sorted) {
-        while (region != area.end() && region->last < e.addresses.first) ++region;
-        if (region == area.end()) break;
-        if (region->overlaps(e.addresses)) out.push_back(e);
-      }
-      return out;
-    }
+    // Many regions for the elements: one walk beside them, not a search for each.
+    if (area.size() * 16 >= sorted.size()) return elements_in_area(sorted, area);
     for (const IpRange& region : area) {
       // Sorted by address range; ranges of different elements do not overlap except in
       // concatenated sets, where one range repeats (tcp, udp): both monotonic in `last`.

@@ -217,13 +217,16 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
   // owns, which a restart with a smaller policy would then keep. (A route is
   // known as arpguard's by its protocol.) Those not added are forgotten again
   // once the windows are done.
-  std::vector<ManagedVip> announced;
+  std::vector<size_t> new_addresses;  // plan indices
+  StateChange announced;
   for (size_t i : additions) {
     const auto* add = std::get_if<AddAddress>(&plan.actions[i]);
-    if (add && !add->adopted && !add->replace) announced.push_back(managed_of(*add));
+    if (!add || add->adopted || add->replace) continue;
+    new_addresses.push_back(i);
+    announced.added.push_back(managed_of(*add));
   }
   if (!announced.empty()) {
-    if (Status s = kernel_.state.record(StateChange{announced, {}, {}, false}); !s) out.state_error = s.error();
+    if (Status s = kernel_.state.record(announced); !s) out.state_error = s.error();
   }
 
   // Each VIP goes in only once its suppression is verified (I1): again
@@ -264,9 +267,8 @@ ApplyOutcome Engine::apply(const Plan& plan, Verifier& verifier) {
   }
 
   std::vector<ManagedVip> not_added;
-  for (size_t i : additions) {
-    const auto* add = std::get_if<AddAddress>(&plan.actions[i]);
-    if (add && !add->adopted && !add->replace && !out.results[i].ok()) not_added.push_back(managed_of(*add));
+  for (size_t i : new_addresses) {
+    if (!out.results[i].ok()) not_added.push_back(managed_of(as_rtnl(plan.actions[i])));
   }
   if (!out.state.added.empty() || !out.state.removed.empty() || !not_added.empty()) {
     StateChange ownership{out.state.added, out.state.removed, {}, false};

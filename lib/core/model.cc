@@ -171,21 +171,24 @@ std::vector<nft::Element> ObservedSet::elements_overlapping(const IpRange& range
   return out;
 }
 
+std::vector<nft::Element> elements_in_area(std::vector<nft::Element> sorted, const std::vector<IpRange>& area) {
+  auto region = area.begin();
+  size_t kept = 0;
+  for (const nft::Element& e : sorted) {
+    while (region != area.end() && region->last < e.addresses.first) ++region;
+    if (region == area.end()) break;
+    if (region->overlaps(e.addresses)) sorted[kept++] = e;
+  }
+  sorted.resize(kept);
+  return sorted;
+}
+
 std::vector<nft::Element> ObservedSet::elements_overlapping(const std::vector<IpRange>& area) const {
   std::vector<nft::Element> out;
   if (points.empty() || area.size() * 16 >= points.size()) {
     // Few elements for the regions (or a concatenated set): one walk over all
     // of them beside the regions costs less than a search for each region.
-    out = all_elements();
-    auto region = area.begin();
-    size_t kept = 0;
-    for (const nft::Element& e : out) {
-      while (region != area.end() && region->last < e.addresses.first) ++region;
-      if (region == area.end()) break;
-      if (region->overlaps(e.addresses)) out[kept++] = e;
-    }
-    out.resize(kept);
-    return out;
+    return elements_in_area(all_elements(), area);
   }
   for (const IpRange& range : area) {
     auto it = points.upper_bound({range.first, true});

@@ -213,6 +213,10 @@ struct ObservedSet {
   size_t size() const;
 };
 
+/// The elements of `sorted` (ordered by their addresses' first) that overlap
+/// any region of `area` (sorted and merged): one walk beside both.
+std::vector<nft::Element> elements_in_area(std::vector<nft::Element> sorted, const std::vector<IpRange>& area);
+
 struct ObservedTable {
   uint32_t flags = 0;
   std::optional<uint32_t> owner;  ///< netlink port id of the owner, for owned tables

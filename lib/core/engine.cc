@@ -84,6 +84,8 @@ Result<Observed> Engine::observe() {
     }
   }
 
+  if (auto unsaved = kernel_.state.unsaved()) observed.state_unsaved = unsaved->message();
+
   auto tables_read = tables.get();
   if (!tables_read) return tables_read.error();
   observed.tables = std::move(*tables_read);

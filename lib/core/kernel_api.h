@@ -99,6 +99,9 @@ class StateApi {
   virtual ~StateApi() = default;
   virtual Result<ManagedState> load() = 0;
   virtual Status record(const StateChange& change) = 0;
+  /// Why the record in memory is not on disk: a write failed and no later
+  /// one has succeeded. Nothing when the file holds it all.
+  virtual std::optional<Error> unsaved() const { return std::nullopt; }
 };
 
 struct KernelApis {

@@ -260,6 +260,7 @@ struct Observed {
   uint32_t nft_portid = 0;                      ///< our nfnetlink port: a table it owns is ours
   ManagedState state;
   std::optional<std::string> state_error;       ///< the record could not be read: ownership unknown
+  std::optional<std::string> state_unsaved;     ///< the record cannot be written: the file lacks what arpguard did
   /// The lengths of what arpguard may own: recorded VIPs and routes with its mark (a superset).
   PrefixLengths managed_lengths = PrefixLengths::all();
 

@@ -26,6 +26,7 @@ enum class ReasonKind : uint8_t {
   kAddressUnanswered,  ///< a host address no ARP-facing NIC will answer for (warning)
   kVipClaimed,         ///< another host claims a VIP on the wire (warning)
   kVipLeaked,          ///< this host revealed a VIP on the wire
+  kStateUnrecorded,    ///< the state record cannot be written or read: ownership is not kept (warning)
   // per VIP
   kVipMissing,         ///< not configured on its device
   kVipDeviceMissing,   ///< its device does not exist

@@ -33,6 +33,7 @@ constexpr KindName kKindNames[] = {
     {ReasonKind::kAddressUnanswered, "address_unanswered"},
     {ReasonKind::kVipClaimed, "vip_claimed"},
     {ReasonKind::kVipLeaked, "vip_leaked"},
+    {ReasonKind::kStateUnrecorded, "state_unrecorded"},
     {ReasonKind::kVipMissing, "vip_missing"},
     {ReasonKind::kVipDeviceMissing, "vip_device_missing"},
     {ReasonKind::kVipDeviceDown, "vip_device_down"},
@@ -460,6 +461,11 @@ std::string render_metrics(const StatusSnapshot& s) {
   out += fmt::format("arpguard_ready {}\n", s.ready ? 1 : 0);
   metric(out, "arpguard_draining", "gauge", "1 while the operator drains the server.");
   out += fmt::format("arpguard_draining {}\n", s.draining ? 1 : 0);
+  metric(out, "arpguard_state_record_ok", "gauge",
+         "0 while the state record cannot be written or read (ownership of VIPs is not kept), else 1.");
+  const bool unrecorded = std::any_of(s.reasons.begin(), s.reasons.end(),
+                                      [](const Reason& r) { return r.kind == ReasonKind::kStateUnrecorded; });
+  out += fmt::format("arpguard_state_record_ok {}\n", unrecorded ? 0 : 1);
   metric(out, "arpguard_state_age_seconds", "gauge", "Age of the kernel state readiness was derived from.");
   out += fmt::format("arpguard_state_age_seconds {:.3f}\n", s.state_age_seconds);
   metric(out, "arpguard_vips", "gauge", "VIPs in the policy.");

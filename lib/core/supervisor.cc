@@ -296,6 +296,7 @@ void Supervisor::on_observed(Result<Observed> observed, bool quiet, double now, 
   }
   cache_ = std::move(*observed);
   have_cache_ = true;
+  record_error_ = cache_.state_unsaved;  // a full read tried the write again
   observe_error_.reset();
   sysctls_read_at_ = now;
   rebuild_desired_host();
@@ -696,7 +697,12 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
   } else {
     last_blocked_.clear();
   }
-  if (outcome.state_error) log(out, LogLevel::kError, fmt::format("cannot record state: {}", outcome.state_error->message()));
+  if (outcome.state_error) {
+    log(out, LogLevel::kError, fmt::format("cannot record state: {}", outcome.state_error->message()));
+    record_error_ = outcome.state_error->message();
+  } else if (!outcome.state.empty()) {
+    record_error_.reset();  // written: the file holds it all again
+  }
   for (const ManagedVip& vip : outcome.state.added) {
     cache_.state.vips.insert(cache_.state.vips.end(), vip);  // added in order: each goes last
     cache_.managed_lengths.add(vip.prefix);
@@ -1303,6 +1309,18 @@ StatusSnapshot Supervisor::snapshot(double now, bool all_vips, bool orphans) {
     s.reasons = server_reasons(desired_, cache_, in);
   } else {
     s.reasons.push_back(not_ready(ReasonKind::kStale, "kernel state not read yet"));
+  }
+  // Protection does not hang on the record, an operator's next restart does.
+  if (record_error_) {
+    s.reasons.push_back(warning(ReasonKind::kStateUnrecorded,
+                                fmt::format("the state record cannot be written ({}): VIPs arpguard added since are "
+                                            "not recorded as its own",
+                                            *record_error_)));
+  } else if (have_cache_ && cache_.state_error) {
+    s.reasons.push_back(warning(ReasonKind::kStateUnrecorded,
+                                fmt::format("the state record cannot be read ({}): arpguard keeps whatever it finds "
+                                            "configured",
+                                            *cache_.state_error)));
   }
   s.state_age_seconds = sysctls_read_at_ < 0 ? now : now - sysctls_read_at_;
   s.now = options_.unix_offset + now;

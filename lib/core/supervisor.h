@@ -257,6 +257,7 @@ class Supervisor {
   std::map<Resource, int> failure_streak_;
   std::map<Resource, double> failure_logged_at_;
   std::string last_blocked_;
+  std::optional<std::string> record_error_;  ///< why the state record lacks what arpguard did, while it does
   double last_failure_at_ = 0;
   double retry_at_ = -1;
   uint64_t repairs_total_ = 0;

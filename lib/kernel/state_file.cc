@@ -84,6 +84,11 @@ std::optional<StateFile::Stamp> StateFile::stamp_of(const std::string& path) {
 }
 
 Result<ManagedState> StateFile::load() {
+  if (loaded_ && unsaved_) {
+    // The file lacks what was done since it failed: memory is the record.
+    (void)save_or_remember();
+    return state_;
+  }
   if (loaded_ && written_ && stamp_of(path()) == written_) return state_;
   written_.reset();
   state_ = ManagedState{};
@@ -130,8 +135,18 @@ Status StateFile::record(const StateChange& change) {
   for (const ManagedVip& vip : change.removed) changed |= state_.vips.erase(vip) > 0;
   for (const ManagedVip& vip : change.added) changed |= state_.vips.insert(vip).second;
   for (const auto& [key, value] : change.origins) changed |= state_.sysctl_origin.emplace(key, value).second;
-  if (!changed) return Status();
-  return save();
+  if (!changed && !unsaved_) return Status();
+  return save_or_remember();
+}
+
+Status StateFile::save_or_remember() {
+  Status status = save();
+  if (status) {
+    unsaved_.reset();
+  } else {
+    unsaved_ = status.error();
+  }
+  return status;
 }
 
 Status StateFile::save() {

@@ -159,3 +159,39 @@ TEST_CASE("state file: a record that cannot be read is kept aside, not overwritt
   CHECK(contents(dir.path() + "/state.json.unreadable") == "\x01garbage{");
   CHECK(contents(dir.path() + "/state.json").find("10.0.0.2/32") != std::string::npos);
 }
+
+TEST_CASE("state file: after a failed write, memory is the record: written again at the next load or record") {
+  TempDir dir;
+  REQUIRE_FALSE(dir.path().empty());
+  const std::string state_dir = dir.path() + "/state";
+  StateFile file(state_dir);
+  const ManagedVip first{prefix("10.0.0.1/32"), VipKind::kAddress, "lo"};
+  const ManagedVip second{prefix("10.0.0.2/32"), VipKind::kAddress, "lo"};
+  REQUIRE(file.record(StateChange{{first}, {}, {}, false}));
+  CHECK_FALSE(file.unsaved());
+
+  // The directory turns into something nobody can write in (a file here: root writes anywhere else).
+  std::filesystem::rename(state_dir, dir.path() + "/aside");
+  { std::ofstream(state_dir) << "not a directory"; }
+  const Status failed = file.record(StateChange{{second}, {}, {}, false});
+  REQUIRE_FALSE(failed);
+  REQUIRE(file.unsaved());
+  CHECK(file.unsaved()->message().find("Not a directory") != std::string::npos);
+  // Read while still blocked: what arpguard did, not what the disk last held.
+  auto loaded = file.load();
+  REQUIRE(loaded);
+  CHECK(loaded->vips.count(second) == 1);
+  CHECK(file.unsaved());
+  // An unchanged record is written again too, while the file lacks something.
+  CHECK_FALSE(file.record(StateChange{{second}, {}, {}, false}));
+
+  // Writable again: the next load writes it all.
+  std::filesystem::remove(state_dir);
+  std::filesystem::rename(dir.path() + "/aside", state_dir);
+  loaded = file.load();
+  REQUIRE(loaded);
+  CHECK_FALSE(file.unsaved());
+  const std::string text = contents(state_dir + "/state.json");
+  CHECK(text.find("10.0.0.1/32") != std::string::npos);
+  CHECK(text.find("10.0.0.2/32") != std::string::npos);
+}

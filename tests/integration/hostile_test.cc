@@ -824,3 +824,30 @@ TEST_CASE("hostile: a log reader that stops reading (a full pipe on stderr) stop
   CHECK(h.daemon->running());
   CHECK(contains(h.status().out, "100/100 VIPs ready"));
 }
+
+TEST_CASE("hostile: a state directory nobody can write: VIPs guarded, status and metrics say so, until a write works") {
+  Hostile h;
+  h.segment.rs.must("echo in the way > " + h.dir.path() + "/blocked");
+  const std::string policy =
+      h.dir.write("policy.toml", "[agent]\nstate_dir = \"" + h.dir.path() + "/blocked/state\"\ncontrol_socket = \"" +
+                                     h.control_socket() + "\"\naudit_interval_ms = 1000\n" + kOneVip + kReadiness +
+                                     "[watch]\nenabled = false\n");
+  h.start(policy);
+  CHECK(h.guarded());  // protection does not hang on the record
+  CHECK(h.daemon->wait_for_log("cannot record state", 1));
+  CommandResult status = h.status();
+  CAPTURE(status.out);
+  CHECK(status.exit_code == 1);
+  CHECK(contains(first_line(status.out), "the state record cannot be written"));
+  CHECK(contains(first_line(status.out), "Not a directory"));
+  CHECK(contains(h.http("/metrics"), "\narpguard_state_record_ok 0\n"));
+  CHECK(starts_with(h.http("/ready"), "200\n"));
+
+  // The way cleared: the next audit writes the record whole, and the warning goes.
+  h.segment.rs.must("rm " + h.dir.path() + "/blocked");
+  CHECK(eventually([&] { return !contains(h.status().out, "state record"); }));
+  CHECK(contains(h.http("/metrics"), "\narpguard_state_record_ok 1\n"));
+  const std::string record = read_text(h.dir.path() + "/blocked/state/state.json");
+  CHECK(contains(record, "192.0.2.10/32"));
+  CHECK(contains(record, "arp_ignore"));
+}

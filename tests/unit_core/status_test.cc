@@ -29,7 +29,7 @@ const ReasonKind kAllKinds[] = {
     ReasonKind::kArpAnnounceLow,   ReasonKind::kTableMissing,    ReasonKind::kTableMismatch,
     ReasonKind::kRepairFailing,    ReasonKind::kContested,       ReasonKind::kConntrackHigh,
     ReasonKind::kOrphanGuarded,    ReasonKind::kAddressUnanswered, ReasonKind::kVipClaimed,
-    ReasonKind::kVipLeaked,        ReasonKind::kVipMissing,      ReasonKind::kVipDeviceMissing,
+    ReasonKind::kVipLeaked,        ReasonKind::kStateUnrecorded, ReasonKind::kVipMissing,      ReasonKind::kVipDeviceMissing,
     ReasonKind::kVipWrongAttributes, ReasonKind::kVipNotSuppressed, ReasonKind::kVipMisplaced,
     ReasonKind::kVipForeignRoute,  ReasonKind::kRedirectConfigured, ReasonKind::kCheckFailed,
 };

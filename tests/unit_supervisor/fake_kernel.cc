@@ -391,7 +391,11 @@ Result<ManagedState> FakeKernel::load() {
 }
 
 Status FakeKernel::record(const StateChange& change) {
-  if (auto e = failure(Call::kStateRecord)) return Status::failure("write state.json.tmp", *e);
+  if (auto e = failure(Call::kStateRecord)) {
+    record_failure_ = Error{"write state.json.tmp", *e};
+    return Status(*record_failure_);
+  }
+  record_failure_.reset();
   if (change.clear) state_record = ManagedState{};
   for (const ManagedVip& vip : change.removed) state_record.vips.erase(vip);
   for (const ManagedVip& vip : change.added) state_record.vips.insert(vip);

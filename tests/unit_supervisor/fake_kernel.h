@@ -82,6 +82,7 @@ class FakeKernel final : public NetlinkApi, public SysctlApi, public NftApi, pub
   // StateApi
   Result<ManagedState> load() override;
   Status record(const StateChange& change) override;
+  std::optional<Error> unsaved() const override { return record_failure_; }
   // ConntrackApi
   Result<std::optional<ConntrackFill>> read() override { return std::optional<ConntrackFill>(); }
 
@@ -93,6 +94,7 @@ class FakeKernel final : public NetlinkApi, public SysctlApi, public NftApi, pub
   void notify(uint32_t port, Delta delta);
   void wrote(const std::string& what);
   uint64_t next_handle_ = 100;
+  std::optional<Error> record_failure_;  ///< the last record() failed with it
 };
 
 /// A Host with a settable clock that reads the fake kernel's events.

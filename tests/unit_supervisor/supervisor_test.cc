@@ -747,3 +747,36 @@ TEST_CASE("a recorded address that is on lo no more is forgotten at a full read;
   rig.settle();
   CHECK(rig.has_address("192.0.2.50/32"));
 }
+
+TEST_CASE("a state record that cannot be written: VIPs still go in, status warns until a write succeeds") {
+  Rig rig(kOneVip, /*start=*/false);
+  rig.kernel.fail_always[Call::kStateRecord] = EROFS;
+  rig.boot();
+  CHECK(rig.has_address("192.0.2.10/32"));  // protection does not hang on the record
+  StatusSnapshot status = rig.status();
+  CHECK(status.ready);
+  const auto unrecorded = [](const StatusSnapshot& s) {
+    return std::find_if(s.reasons.begin(), s.reasons.end(),
+                        [](const Reason& r) { return r.kind == ReasonKind::kStateUnrecorded; });
+  };
+  REQUIRE(unrecorded(status) != status.reasons.end());
+  CHECK(unrecorded(status)->severity == Severity::kWarning);
+  CHECK(unrecorded(status)->text.find("Read-only file system") != std::string::npos);
+  CHECK(status_exit_code(status) == 1);
+  CHECK(render_metrics(status).find("\narpguard_state_record_ok 0\n") != std::string::npos);
+
+  // A full read finds the record still unwritten: the warning stays.
+  rig.kernel.fail_always.clear();
+  rig.driver->feed(input::Reload{parse_policy(kOneVip, "p.toml"), 5});
+  rig.settle();
+  CHECK(unrecorded(rig.status()) != rig.status().reasons.end());
+
+  // The next write that goes through ends it.
+  rig.driver->feed(input::Reload{parse_policy(kOneVip + "[[vip]]\naddress = \"192.0.2.11\"\n", "p.toml"), 6});
+  rig.settle();
+  CHECK(rig.has_address("192.0.2.11/32"));
+  CHECK(rig.kernel.state_record.vips.size() == 1);  // the fake keeps only what it was given after the failure
+  status = rig.status();
+  CHECK(unrecorded(status) == status.reasons.end());
+  CHECK(render_metrics(status).find("\narpguard_state_record_ok 1\n") != std::string::npos);
+}

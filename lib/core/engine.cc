@@ -85,6 +85,7 @@ Result<Observed> Engine::observe() {
   }
 
   if (auto unsaved = kernel_.state.unsaved()) observed.state_unsaved = unsaved->message();
+  observed.state_notice = kernel_.state.take_notice();
 
   auto tables_read = tables.get();
   if (!tables_read) return tables_read.error();

@@ -102,6 +102,8 @@ class StateApi {
   /// Why the record in memory is not on disk: a write failed and no later
   /// one has succeeded. Nothing when the file holds it all.
   virtual std::optional<Error> unsaved() const { return std::nullopt; }
+  /// Something about the record worth a line in the log, said once.
+  virtual std::optional<std::string> take_notice() { return std::nullopt; }
 };
 
 struct KernelApis {

@@ -261,6 +261,7 @@ struct Observed {
   ManagedState state;
   std::optional<std::string> state_error;       ///< the record could not be read: ownership unknown
   std::optional<std::string> state_unsaved;     ///< the record cannot be written: the file lacks what arpguard did
+  std::optional<std::string> state_notice;      ///< about the record, for the log (once)
   /// The lengths of what arpguard may own: recorded VIPs and routes with its mark (a superset).
   PrefixLengths managed_lengths = PrefixLengths::all();
 

@@ -294,6 +294,11 @@ void Supervisor::on_observed(Result<Observed> observed, bool quiet, double now, 
           fmt::format("the state record cannot be read ({}): arpguard keeps whatever it finds configured", *observed->state_error));
     }
   }
+  if (observed->state_notice) log(out, LogLevel::kWarning, *observed->state_notice);
+  if (record_error_ && !observed->state_unsaved) log(out, LogLevel::kNotice, "the state record is written again");
+  if (observed->state_unsaved && observed->state_unsaved != record_error_) {
+    log(out, LogLevel::kError, fmt::format("cannot record state: {}", *observed->state_unsaved));
+  }
   cache_ = std::move(*observed);
   have_cache_ = true;
   record_error_ = cache_.state_unsaved;  // a full read tried the write again
@@ -701,7 +706,10 @@ void Supervisor::on_applied(const ApplyOutcome& outcome, double now, Out& out) {
     log(out, LogLevel::kError, fmt::format("cannot record state: {}", outcome.state_error->message()));
     record_error_ = outcome.state_error->message();
   } else if (!outcome.state.empty()) {
-    record_error_.reset();  // written: the file holds it all again
+    // Written: the file holds it all again, an unreadable one kept aside.
+    if (record_error_) log(out, LogLevel::kNotice, "the state record is written again");
+    record_error_.reset();
+    cache_.state_error.reset();
   }
   for (const ManagedVip& vip : outcome.state.added) {
     cache_.state.vips.insert(cache_.state.vips.end(), vip);  // added in order: each goes last
@@ -1313,8 +1321,8 @@ StatusSnapshot Supervisor::snapshot(double now, bool all_vips, bool orphans) {
   // Protection does not hang on the record, an operator's next restart does.
   if (record_error_) {
     s.reasons.push_back(warning(ReasonKind::kStateUnrecorded,
-                                fmt::format("the state record cannot be written ({}): VIPs arpguard added since are "
-                                            "not recorded as its own",
+                                fmt::format("the state record cannot be written ({}): what arpguard changed since "
+                                            "(VIPs it added or removed, sysctl values before it) is not on disk",
                                             *record_error_)));
   } else if (have_cache_ && cache_.state_error) {
     s.reasons.push_back(warning(ReasonKind::kStateUnrecorded,

@@ -6,21 +6,33 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <variant>
 
+#include "core/policy.h"
 #include "kernel/make_dirs.h"
 
 namespace arpguard {
 
 namespace {
 
-constexpr size_t kMaxStateBytes = 256u << 20;
+// A record of 500,000 address VIPs (the most a policy of 16 MB names) is
+// about 35 MB.
+constexpr size_t kMaxStateBytes = 64u << 20;
 
 Result<std::string> read_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  // Never blocks: a FIFO put in its place would hold the event loop forever.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return Error{"read " + path, errno};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Error{"read " + path + ": not a regular file"};
+  }
   std::string text;
   char buffer[65536];
   for (;;) {
@@ -69,6 +81,102 @@ bool nested_deeper_than(const std::string& text, size_t limit) {
   return false;
 }
 
+// Reads the record as it streams by, into a ManagedState: no document is
+// built (one of 68 MB took 1.3 GB). Only the shape arpguard writes is
+// accepted; an entry no policy could have made (127.0.0.1/8, fe80::/64) is
+// not arpguard's, whatever the file says, and is left out.
+class RecordReader final : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  ManagedState state;
+  std::string error;
+
+  bool null() override { return value(Scalar{}); }
+  bool boolean(bool) override { return value(Scalar{}); }
+  bool number_integer(number_integer_t n) override { return value(Scalar{n}); }
+  bool number_unsigned(number_unsigned_t n) override {
+    return value(n > static_cast<number_unsigned_t>(INT64_MAX) ? Scalar{} : Scalar{static_cast<int64_t>(n)});
+  }
+  bool number_float(number_float_t, const string_t&) override { return value(Scalar{}); }
+  bool string(string_t& text) override { return value(Scalar{std::move(text)}); }
+  bool binary(binary_t&) override { return fail("binary data"); }
+  bool key(string_t& name) override {
+    key_ = std::move(name);
+    return true;
+  }
+  bool start_object(std::size_t) override {
+    ++depth_;
+    if (depth_ == 1) return true;
+    if (depth_ == 3 && section_ != Section::kNone) {
+      entry_ = {};
+      return true;
+    }
+    return fail("an object where none belongs");
+  }
+  bool end_object() override {
+    --depth_;
+    return depth_ == 2 ? finish_entry() : true;
+  }
+  bool start_array(std::size_t) override {
+    ++depth_;
+    if (depth_ != 2) return fail("an array where none belongs");
+    section_ = key_ == "vips" ? Section::kVips : key_ == "sysctl_origin" ? Section::kOrigins : Section::kNone;
+    if (section_ == Section::kNone) return fail("an unknown list \"" + key_ + "\"");
+    return true;
+  }
+  bool end_array() override {
+    --depth_;
+    section_ = Section::kNone;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    return fail(e.what());
+  }
+
+ private:
+  enum class Section { kNone, kVips, kOrigins };
+  using Scalar = std::variant<std::monostate, int64_t, std::string>;
+
+  bool fail(std::string why) {
+    if (error.empty()) error = std::move(why);
+    return false;
+  }
+  bool value(Scalar v) {
+    if (depth_ != 3) return depth_ == 1 ? true : fail("a value where none belongs");
+    entry_[key_] = std::move(v);
+    return true;
+  }
+  const std::string* text(const char* name) const {
+    auto it = entry_.find(name);
+    return it == entry_.end() ? nullptr : std::get_if<std::string>(&it->second);
+  }
+  bool finish_entry() {
+    if (section_ == Section::kVips) {
+      const std::string* address = text("address");
+      const std::string* device = text("device");
+      const std::string* kind = text("kind");
+      auto prefix = address ? IpPrefix::parse(*address) : std::nullopt;
+      if (!prefix) return fail("bad address in vips");
+      if (!device || device->empty()) return fail("a VIP without its device");
+      if (kind && *kind != "address" && *kind != "route") return fail("bad kind in vips");
+      if (unusable_vip(*prefix)) return true;
+      state.vips.insert({*prefix, kind && *kind == "route" ? VipKind::kRoute : VipKind::kAddress, *device});
+      return true;
+    }
+    const std::string* name = text("name");
+    const std::string* scope = text("scope");
+    auto value = entry_.find("value");
+    const int64_t* number = value == entry_.end() ? nullptr : std::get_if<int64_t>(&value->second);
+    if (!name || !scope || !number || *number < INT32_MIN || *number > INT32_MAX) return fail("bad sysctl_origin");
+    state.sysctl_origin[SysctlKey{*scope, *name}] = static_cast<int>(*number);
+    return true;
+  }
+
+  int depth_ = 0;
+  Section section_ = Section::kNone;
+  std::string key_;
+  std::map<std::string, Scalar> entry_;
+};
+
 }  // namespace
 
 bool StateFile::Stamp::operator==(const Stamp& o) const {
@@ -84,42 +192,49 @@ std::optional<StateFile::Stamp> StateFile::stamp_of(const std::string& path) {
 }
 
 Result<ManagedState> StateFile::load() {
-  if (loaded_ && unsaved_) {
-    // The file lacks what was done since it failed: memory is the record.
-    (void)save_or_remember();
+  if (loaded_ && !unreadable_) {
+    // From its first read on, the record in memory is arpguard's: a file that
+    // lacks part of it (a write failed), or that someone else changed,
+    // replaced or removed, is written again from it, not read over it.
+    if (unsaved_) {
+      (void)save_or_remember();
+    } else if (stamp_of(path()) != stamp_) {
+      notice_ = "state.json was changed or removed by another process (another arpguardd with the same state_dir?): "
+                "written again from arpguardd's own record";
+      (void)save_or_remember();
+    }
     return state_;
   }
-  if (loaded_ && written_ && stamp_of(path()) == written_) return state_;
-  written_.reset();
+  // The first read, or one again after an unreadable file: what was recorded
+  // since (in memory alone) is kept, whatever the file turns out to hold.
+  const bool again = loaded_;
+  ManagedState since = std::move(state_);
   state_ = ManagedState{};
   loaded_ = true;
   unreadable_ = false;
+  stamp_ = stamp_of(path());  // before reading: a change meanwhile shows at the next load
+  auto unreadable = [&](Error error) -> Result<ManagedState> {
+    unreadable_ = true;
+    state_ = std::move(since);
+    return error;
+  };
   auto text = read_file(path());
-  if (!text) {
-    if (text.error().errno_value == ENOENT) return state_;
-    unreadable_ = true;
-    return text.error();
-  }
-  if (nested_deeper_than(*text, kMaxStateDepth)) {
-    unreadable_ = true;
-    return Error{"read " + path() + ": nested deeper than any state arpguard writes"};
-  }
-  try {
-    const nlohmann::json doc = nlohmann::json::parse(*text);
-    for (const auto& vip : doc.value("vips", nlohmann::json::array())) {
-      auto prefix = IpPrefix::parse(vip.at("address").get<std::string>());
-      if (!prefix) return Error{"read " + path() + ": bad address in vips"};
-      const VipKind kind = vip.value("kind", "address") == "route" ? VipKind::kRoute : VipKind::kAddress;
-      state_.vips.insert({*prefix, kind, vip.at("device").get<std::string>()});
+  if (!text && text.error().errno_value != ENOENT) return unreadable(text.error());
+  if (text) {
+    if (nested_deeper_than(*text, kMaxStateDepth)) {
+      return unreadable(Error{"read " + path() + ": nested deeper than any state arpguard writes"});
     }
-    for (const auto& entry : doc.value("sysctl_origin", nlohmann::json::array())) {
-      state_.sysctl_origin[SysctlKey{entry.at("scope").get<std::string>(), entry.at("name").get<std::string>()}] =
-          entry.at("value").get<int>();
+    RecordReader reader;
+    if (!nlohmann::json::sax_parse(*text, &reader) || !reader.error.empty()) {
+      // Nothing of it is taken: a part of a record is not one.
+      return unreadable(Error{"read " + path() + ": " + (reader.error.empty() ? "not a record" : reader.error)});
     }
-  } catch (const nlohmann::json::exception& e) {
-    state_ = ManagedState{};
-    unreadable_ = true;
-    return Error{"read " + path() + ": " + e.what()};
+    state_ = std::move(reader.state);
+  }
+  if (again && (!since.vips.empty() || !since.sysctl_origin.empty())) {
+    state_.vips.insert(since.vips.begin(), since.vips.end());
+    for (const auto& [key, value] : since.sysctl_origin) state_.sysctl_origin.emplace(key, value);  // the file's are older
+    (void)save_or_remember();
   }
   return state_;
 }
@@ -150,7 +265,7 @@ Status StateFile::save_or_remember() {
 }
 
 Status StateFile::save() {
-  written_.reset();
+  stamp_.reset();
   if (Status s = make_dirs(dir_); !s) return s;
   // Written line by line, the shape nlohmann's dump(1) gives, without a
   // document of 100,000 objects built first. Names are escaped by nlohmann.
@@ -187,7 +302,7 @@ Status StateFile::save() {
     unreadable_ = false;
   }
   const std::string tmp = path() + ".tmp";
-  ::unlink(tmp.c_str());
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) return Status::failure("remove " + tmp, errno);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Status::failure("write " + tmp, errno);
   for (size_t written = 0; written < text.size();) {
@@ -204,10 +319,14 @@ Status StateFile::save() {
   struct stat mine;
   const bool stated = ::fstat(fd, &mine) == 0;
   if (::close(fd) != 0) return Status::failure("write " + tmp, errno);
-  if (std::rename(tmp.c_str(), path().c_str()) != 0) return Status::failure("rename " + tmp, errno);
+  if (std::rename(tmp.c_str(), path().c_str()) != 0) {
+    const int saved = errno;
+    ::unlink(tmp.c_str());
+    return Status::failure("rename " + tmp, saved);
+  }
   // Stamped only if the file in place is the one just written (the rename changed its ctime).
-  written_ = stamp_of(path());
-  if (!stated || !written_ || written_->inode != mine.st_ino || written_->device != mine.st_dev) written_.reset();
+  stamp_ = stamp_of(path());
+  if (!stated || !stamp_ || stamp_->inode != mine.st_ino || stamp_->device != mine.st_dev) stamp_.reset();
   return Status();
 }
 

@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "core/kernel_api.h"
 
@@ -17,16 +18,18 @@ class StateFile final : public StateApi {
  public:
   explicit StateFile(std::string dir) : dir_(std::move(dir)) {}
 
-  /// A missing file is an empty record. The file this object last wrote,
-  /// still in place untouched (same inode, size, modification and change
-  /// times), is not parsed again: at 100,000 VIPs that costs 0.3 s. After a
-  /// failed write the record in memory is the one arpguard lives by: the
-  /// write is tried again, and the file is not read over it.
+  /// A missing file is an empty record. Read once: from then on the record
+  /// in memory is the one arpguard lives by (at 100,000 VIPs a parse costs
+  /// 0.3 s). A file found not as this object last read or wrote it (same
+  /// inode, size, modification and change times), or after a failed write,
+  /// is written again from memory, with a notice. An unreadable file is read
+  /// again each time until a write puts a record in its place.
   Result<ManagedState> load() override;
   /// Creates the directory if needed; writes a temporary file and renames it.
   /// After a failed write, every call writes again, changed or not.
   Status record(const StateChange& change) override;
   std::optional<Error> unsaved() const override { return unsaved_; }
+  std::optional<std::string> take_notice() override { return std::exchange(notice_, std::nullopt); }
 
   std::string path() const { return dir_ + "/state.json"; }
 
@@ -49,7 +52,8 @@ class StateFile final : public StateApi {
   std::string dir_;
   ManagedState state_;
   bool loaded_ = false;
-  std::optional<Stamp> written_;  ///< the file as save() left it
+  std::optional<Stamp> stamp_;    ///< the file as load() found it or save() left it; none: no file
+  std::optional<std::string> notice_;  ///< said once by take_notice()
   bool unreadable_ = false;       ///< the file in place could not be read: kept aside at the next save
   std::optional<Error> unsaved_;  ///< the last write failed: the file lacks what state_ holds
 };

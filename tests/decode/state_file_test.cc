@@ -100,17 +100,19 @@ TEST_CASE("state file: what is recorded is read back, odd device names too, and 
   CHECK(nlohmann::json::parse(contents(file.path()), nullptr, false).is_object());
 }
 
-TEST_CASE("state file: its own last write is not parsed again; a file changed or replaced behind its back is") {
+TEST_CASE("state file: read once; a file changed, replaced or removed behind its back is written again from memory") {
   TempDir dir;
   REQUIRE_FALSE(dir.path().empty());
   StateFile file(dir.path() + "/state");
   StateChange change;
-  change.added = {ManagedVip{prefix("10.0.0.5/32"), VipKind::kAddress, "lo"}};
+  const ManagedVip five{prefix("10.0.0.5/32"), VipKind::kAddress, "lo"};
+  change.added = {five};
   REQUIRE(file.record(change));
   REQUIRE(file.load()->vips.size() == 1);
+  CHECK_FALSE(file.take_notice());
 
-  // Unchanged: the copy in memory. A file of the same size written in place
-  // (one address for another) moves its modification time: read again.
+  // A file of the same size written in place (one address for another)
+  // moves its modification time: arpguard's record is put back, and said so.
   const std::string path = file.path();
   std::string text = contents(path);
   const size_t at = text.find("10.0.0.5");
@@ -119,19 +121,83 @@ TEST_CASE("state file: its own last write is not parsed again; a file changed or
   { std::ofstream(path, std::ios::in | std::ios::out) << text; }
   auto changed = file.load();
   REQUIRE(changed);
-  CHECK(changed->vips == std::set<ManagedVip>{ManagedVip{prefix("10.0.0.6/32"), VipKind::kAddress, "lo"}});
+  CHECK(changed->vips == std::set<ManagedVip>{five});
+  CHECK(contents(path).find("10.0.0.5/32") != std::string::npos);
+  auto notice = file.take_notice();
+  REQUIRE(notice);
+  CHECK(notice->find("changed or removed by another process") != std::string::npos);
+  CHECK_FALSE(file.take_notice());  // said once
 
-  // Its own write again, then replaced by another file (another inode): read again.
-  REQUIRE(file.record(change));
-  REQUIRE(file.load()->vips.size() == 2);
+  // Replaced by another file (another inode), then removed: the same.
   const std::string other = dir.path() + "/other.json";
   { std::ofstream(other) << "{\"vips\": []}\n"; }
   REQUIRE(std::rename(other.c_str(), path.c_str()) == 0);
-  CHECK(file.load()->vips.empty());
-  // And removed: an empty record.
-  REQUIRE(file.record(change));
+  CHECK(file.load()->vips == std::set<ManagedVip>{five});
+  CHECK(contents(path).find("10.0.0.5/32") != std::string::npos);
   std::filesystem::remove(path);
-  CHECK(file.load()->vips.empty());
+  CHECK(file.load()->vips == std::set<ManagedVip>{five});
+  CHECK(contents(path).find("10.0.0.5/32") != std::string::npos);
+  CHECK(file.take_notice());
+  // Untouched since: nothing written, nothing said.
+  const ino_t before = inode(path);
+  CHECK(file.load()->vips.size() == 1);
+  CHECK(inode(path) == before);
+  CHECK_FALSE(file.take_notice());
+}
+
+TEST_CASE("state file: a FIFO, a directory or a device in its place is unreadable, at once, never waited on") {
+  TempDir dir;
+  REQUIRE(::mkfifo((dir.path() + "/state.json").c_str(), 0600) == 0);
+  StateFile file(dir.path());
+  auto loaded = file.load();  // a blocking open would wait here for a writer forever
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.error().message().find("not a regular file") != std::string::npos);
+  // The next write puts the record in its place, the FIFO kept aside.
+  REQUIRE(file.record(StateChange{{ManagedVip{prefix("10.0.0.2/32"), VipKind::kAddress, "lo"}}, {}, {}, false}));
+  CHECK(contents(dir.path() + "/state.json").find("10.0.0.2/32") != std::string::npos);
+  struct stat st {};
+  REQUIRE(::lstat((dir.path() + "/state.json.unreadable").c_str(), &st) == 0);
+  CHECK(S_ISFIFO(st.st_mode));
+}
+
+TEST_CASE("state file: a record with one bad entry is unreadable whole; entries no policy could make are not taken") {
+  TempDir dir;
+  const std::string path = dir.path() + "/state.json";
+  // One good entry and one bad: nothing of it is believed, and it is kept aside at the next write.
+  const std::string partial = "{\"sysctl_origin\":[],\"vips\":[{\"address\":\"10.7.0.9/32\",\"device\":\"lo\","
+                              "\"kind\":\"address\"},{\"address\":\"bogus\",\"device\":\"lo\"}]}";
+  { std::ofstream(path) << partial; }
+  {
+    StateFile file(dir.path());
+    auto loaded = file.load();
+    REQUIRE_FALSE(loaded);
+    CHECK(loaded.error().message().find("bad address in vips") != std::string::npos);
+    // Asked again (an audit), still unreadable: never the part before the bad entry.
+    REQUIRE_FALSE(file.load());
+    REQUIRE(file.record(StateChange{{ManagedVip{prefix("10.7.0.1/32"), VipKind::kAddress, "lo"}}, {}, {}, false}));
+    CHECK(contents(path + ".unreadable") == partial);
+    CHECK(contents(path).find("10.7.0.9") == std::string::npos);
+  }
+  // Loopback, link-local and multicast entries are no VIPs of arpguard's: left out, the rest taken.
+  { std::ofstream(path) << "{\"vips\":[{\"address\":\"127.0.0.1/8\",\"device\":\"lo\"},"
+                           "{\"address\":\"fe80::1/64\",\"device\":\"eth0\"},"
+                           "{\"address\":\"224.0.0.1/32\",\"device\":\"lo\"},"
+                           "{\"address\":\"10.8.0.1/32\",\"device\":\"lo\"}],"
+                           "\"sysctl_origin\":[{\"name\":\"arp_ignore\",\"scope\":\"all\",\"value\":0}]}"; }
+  StateFile file(dir.path());
+  auto loaded = file.load();
+  REQUIRE(loaded);
+  CHECK(loaded->vips == std::set<ManagedVip>{ManagedVip{prefix("10.8.0.1/32"), VipKind::kAddress, "lo"}});
+  CHECK(loaded->sysctl_origin.at(SysctlKey{"all", "arp_ignore"}) == 0);
+  // Shapes arpguard never writes are refused, not half taken.
+  for (const char* text : {"[]", "5", "{\"vips\": {}}", "{\"vips\": [[]]}", "{\"other\": []}",
+                           "{\"vips\": [{\"address\": \"10.0.0.1/32\"}]}",
+                           "{\"sysctl_origin\": [{\"name\": \"arp_ignore\", \"scope\": \"all\", \"value\": \"0\"}]}"}) {
+    CAPTURE(text);
+    { std::ofstream(path) << text; }
+    StateFile again(dir.path());
+    CHECK_FALSE(again.load());
+  }
 }
 
 TEST_CASE("state file: one nested deeper than any arpguard writes is refused before it is parsed") {

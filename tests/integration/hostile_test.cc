@@ -851,3 +851,26 @@ TEST_CASE("hostile: a state directory nobody can write: VIPs guarded, status and
   CHECK(contains(record, "192.0.2.10/32"));
   CHECK(contains(record, "arp_ignore"));
 }
+
+TEST_CASE("hostile: state.json removed or garbled while arpguardd runs: written again from memory; a stop still restores") {
+  Hostile h;
+  const std::string policy = h.write_policy(kOneVip, "audit_interval_ms = 1000\non_stop = \"remove\"\n");
+  REQUIRE(h.sysctl("all/arp_ignore") == 0);
+  h.start(policy);
+  REQUIRE(h.guarded());
+  const std::string record = h.dir.path() + "/state/state.json";
+  REQUIRE(contains(read_text(record), "arp_ignore"));
+
+  h.segment.rs.must("rm " + record);
+  CHECK(h.daemon->wait_for_log("state.json was changed or removed by another process", 3));
+  CHECK(contains(read_text(record), "192.0.2.10/32"));
+  h.segment.rs.must("echo '{\"vips\": [' > " + record);
+  CHECK(eventually([&] { return contains(read_text(record), "\"value\": 0"); }));
+
+  // The sysctls' values before arpguard are still known: a stop puts them back.
+  h.daemon->signal(SIGTERM);
+  REQUIRE(h.daemon->wait(5) == 0);
+  CHECK(h.sysctl("all/arp_ignore") == 0);
+  CHECK(h.sysctl("all/arp_announce") == 0);
+  CHECK_FALSE(h.has_address("lo", "192.0.2.10/32"));
+}

@@ -42,6 +42,7 @@ inline constexpr uint8_t kScopeHost = 254;
 inline constexpr uint32_t kAddrFlagSecondary = 0x01;
 inline constexpr uint32_t kAddrFlagNoDad = 0x02;
 inline constexpr uint32_t kAddrFlagDeprecated = 0x20;
+inline constexpr uint32_t kAddrFlagTentative = 0x40;
 inline constexpr uint32_t kAddrFlagPermanent = 0x80;
 
 /// An address as the kernel identifies it: family, address, prefix length, device.
@@ -71,6 +72,7 @@ struct AddressInfo {
   bool operator==(const AddressInfo&) const = default;
   bool secondary() const { return (flags & kAddrFlagSecondary) != 0; }
   bool deprecated() const { return (flags & kAddrFlagDeprecated) != 0; }
+  bool tentative() const { return (flags & kAddrFlagTentative) != 0; }
 };
 
 /// RT_TABLE_LOCAL, RTN_LOCAL and arpguard's route protocol number.

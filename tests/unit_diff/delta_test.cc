@@ -441,6 +441,15 @@ TEST_CASE("divergences: nothing for equal caches, one line for each difference")
                                    "local route 192.0.2.10/32 cached but gone",
                                    "local route 192.0.2.40/32 present but not cached"});
   }
+  SUBCASE("an IPv6 address under DAD: in the dump before its notification, no divergence") {
+    fresh.addresses[AddressKey{ip("fe80::1"), 64, kEth0}].flags = kAddrFlagTentative;
+    CHECK(divergences(cache, fresh) == std::vector<std::string>{});
+    Observed notified = fresh;  // notified as tentative, then done: only a flag moved
+    notified.addresses[AddressKey{ip("fe80::1"), 64, kEth0}].flags = kAddrFlagPermanent;
+    CHECK(divergences(notified, fresh) == std::vector<std::string>{});
+    fresh.addresses[AddressKey{ip("fe80::1"), 64, kEth0}].flags = 0;  // done, and still not notified: a divergence
+    CHECK(divergences(cache, fresh) == std::vector<std::string>{"address fe80::1/64 present but not cached"});
+  }
   SUBCASE("tables: gone, flags, rules, elements") {
     fresh.tables.erase(rules::nat_table_id(Family::kV4));
     fresh.tables.at(arp).flags = nft::kTableFlagPersist;

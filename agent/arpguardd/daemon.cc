@@ -209,6 +209,7 @@ bool Daemon::open_loop() {
   }
   rtnl_events_ = std::move(*rtnl);
   nft_events_ = std::move(*nft);
+  kernel_->nft().tell_own_commits(nft_events_.get());
   if (policy_.watch.enabled) {
     // The watch is advice on top of protection: without it arpguard still guards, and says so.
     auto nflog = NflogSocket::open(policy_.watch.log_group, buffer);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "core/engine.h"
 #include "kernel/nft_codec.h"
@@ -97,7 +98,42 @@ EventSocket::~EventSocket() { mnl_socket_close(sock_); }
 
 int EventSocket::fd() const { return mnl_socket_get_fd(sock_); }
 
+bool EventSocket::join(bool on) {
+  int group = NFNLGRP_NFTABLES;
+  return mnl_socket_setsockopt(sock_, on ? NETLINK_ADD_MEMBERSHIP : NETLINK_DROP_MEMBERSHIP, &group, sizeof(group)) == 0;
+}
+
+bool EventSocket::mute() { return kind_ == Kind::kNftables && !deaf_ && join(false); }
+
+void EventSocket::unmute(std::vector<KernelEvent> told) {
+  // What came before the mute is read first: it happened before the commit.
+  bool lost = false;
+  if (Status s = read_socket(told_, lost); !s) told_error_ = s;
+  told_lost_ |= lost;
+  for (KernelEvent& event : told) told_.push_back(std::move(event));
+  if (!join(true)) {
+    deaf_ = true;  // nothing is heard until it is joined again: everything is read again then
+    told_lost_ = true;
+  }
+}
+
 Status EventSocket::drain(std::vector<KernelEvent>& events, bool& lost) {
+  if (deaf_ && join(true)) deaf_ = false;
+  for (KernelEvent& event : told_) events.push_back(std::move(event));
+  told_.clear();
+  lost |= std::exchange(told_lost_, false);
+  if (!told_error_.ok()) {
+    between_transactions_ = false;
+    return std::exchange(told_error_, Status());
+  }
+  if (deaf_) {
+    lost = true;
+    return Status();
+  }
+  return read_socket(events, lost);
+}
+
+Status EventSocket::read_socket(std::vector<KernelEvent>& events, bool& lost) {
   for (;;) {
     sockaddr_nl from{};
     socklen_t from_len = sizeof(from);

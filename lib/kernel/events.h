@@ -14,6 +14,7 @@
 
 #include "core/observed_delta.h"
 #include "core/status.h"
+#include "kernel/nft_tables.h"
 #include "kernel/recv_buffer.h"
 
 struct mnl_socket;
@@ -27,14 +28,14 @@ std::vector<KernelEvent> decode_rtnetlink(const void* data, size_t len);
 /// ends a transaction (NFT_MSG_NEWGEN, sent after all of a commit's others).
 std::vector<KernelEvent> decode_nftables(const void* data, size_t len, bool* ends_transaction = nullptr);
 
-class EventSocket {
+class EventSocket final : public OwnCommitListener {
  public:
   enum class Kind { kRtnetlink, kNftables };
 
   /// Opens and subscribes a non-blocking socket with a receive buffer of
   /// `receive_buffer` bytes (forced where the capability allows).
   static Result<std::unique_ptr<EventSocket>> open(Kind kind, int receive_buffer);
-  ~EventSocket();
+  ~EventSocket() override;
   EventSocket(const EventSocket&) = delete;
   EventSocket& operator=(const EventSocket&) = delete;
 
@@ -48,11 +49,25 @@ class EventSocket {
   /// loss or a failed read; always false for rtnetlink, which has no such mark.
   bool between_transactions() const { return between_transactions_; }
 
+  // OwnCommitListener (nftables): what drain() gives next is what came
+  // before the mute, then what was told, then what comes after the unmute.
+  bool mute() override;
+  void unmute(std::vector<KernelEvent> told) override;
+  void missed() override { told_lost_ = true; }
+
  private:
   EventSocket(mnl_socket* sock, Kind kind) : sock_(sock), kind_(kind) {}
+  /// The datagrams in the socket now, decoded into `events`.
+  Status read_socket(std::vector<KernelEvent>& events, bool& lost);
+  bool join(bool on);
+
   mnl_socket* sock_;
   Kind kind_;
   bool between_transactions_ = false;
+  std::vector<KernelEvent> told_;  ///< read or told while muted, for the next drain
+  bool told_lost_ = false;         ///< something was missed while muted
+  Status told_error_;              ///< a read while muted failed
+  bool deaf_ = false;              ///< the group could not be joined again: retried at each drain
   RecvBuffer buffer_{256 * 1024};  ///< any datagram rtnetlink or nftables sends
 };
 

@@ -20,6 +20,7 @@ class SystemKernel {
 
   KernelApis apis() { return {*rtnl_, sysctls_, *nft_, state_}; }
   SysctlApi& sysctls() { return sysctls_; }
+  NftTables& nft() { return *nft_; }
   ConntrackApi& conntrack() { return conntrack_; }
   /// The netlink ports of arpguard's own requests: notifications they cause carry one.
   std::vector<uint32_t> own_portids() const { return {rtnl_->portid(), nft_->portid()}; }

@@ -271,6 +271,10 @@ class Lab {
   int resyncs() const { return resyncs_; }
   const std::vector<std::string>& resync_causes() const { return resync_causes_; }
 
+  /// As arpguardd does (Daemon::open_loop): big commits of elements muted, told to its nft socket.
+  void mute_own_commits() { kernel_->nft().tell_own_commits(nft_.get()); }
+  Status apply_nft(const std::vector<NftChange>& changes) { return kernel_->apis().nft.apply(changes); }
+
  private:
   EnteredNetns netns_;  // first: entered before anything runs, left after everything is gone
   arpguard::testing::TempDir dir_;
@@ -715,11 +719,27 @@ TEST_CASE("cache: a table whose owner exits" * doctest::may_fail()) {
   CHECK_MESSAGE(d.empty(), "diff (- cache, + dump):\n" << d);
 }
 
-// BUG: a link coming up gets an IPv6 link-local address that stays tentative
-// for the time of duplicate address detection (about a second). The kernel
-// dumps it (flag tentative) but notifies it only when DAD completes, so an
-// audit in that window counts a divergence that is none
-// (arpguard_cache_divergence_total, its alert).
+// A link coming up gets an IPv6 link-local address that stays tentative for
+// the time of duplicate address detection (about a second). The kernel dumps
+// it (flag tentative) but notifies it only when DAD completes: the cache
+// lacks it meanwhile, and the audit, which knows, counts no divergence.
+TEST_CASE("cache: a link coming up, with DAD: the audit counts no divergence for its tentative link-local address") {
+  Lab lab(/*dad=*/true);
+  for (int i = 0; i < 40 && !run_here("ip -6 addr show tentative | grep -q inet6").exit_code; ++i) usleep(100000);
+  lab.drain();
+  lab.run_step("ip link add veth2 type veth peer name veth3 && ip link set veth2 up && ip link set veth3 up");
+  lab.drain();
+  bool tentative_seen = false;
+  for (int i = 0; i < 10; ++i) {
+    tentative_seen |= run_here("ip -6 addr show tentative | grep -q inet6").exit_code == 0;
+    auto c = lab.compare();
+    CHECK_MESSAGE((!c || c->audit.empty()), "audit: " << (c ? fmt::format("{}", fmt::join(c->audit, "; ")) : ""));
+    usleep(50000);
+  }
+  CHECK(tentative_seen);  // the window was there to be looked at
+}
+
+// BUG (the kernel's, see above): the cache itself lacks a tentative address until DAD completes.
 TEST_CASE("cache: a link coming up, with DAD, during the detection of its link-local address" * doctest::may_fail()) {
   Lab lab(/*dad=*/true);
   // The setup's own link-local addresses finish their detection first.
@@ -824,6 +844,96 @@ TEST_CASE("cache: commits to other tables, without a pause, neither fail nor spo
 
 // Whether the kernel has NFT_TABLE_F_PERSIST is asked once per process, by a
 // transaction made to fail: nothing may stay.
+namespace {
+
+const nft::SetSpec kVipsShape{"vips", {nft::KeyField::kIpv4}, std::nullopt, {}};
+
+// `n` single addresses from 10.80.0.0 on, in steps of 2: n intervals.
+std::vector<nft::Element> scattered(int n) {
+  std::vector<nft::Element> out;
+  for (int i = 0; i < n; ++i) {
+    const IpAddress a{Family::kV4, (10u << 24 | 80u << 16) + 2u * static_cast<uint32_t>(i)};
+    out.push_back(rules::vip_element(IpRange{a, a}));
+  }
+  return out;
+}
+
+// What NftTables tells its listener, and when.
+struct RecordingListener final : OwnCommitListener {
+  std::function<void()> while_muted;
+  int mutes = 0, unmutes = 0, misses = 0;
+  size_t told = 0;
+  bool mute() override {
+    ++mutes;
+    if (while_muted) while_muted();
+    return true;
+  }
+  void unmute(std::vector<KernelEvent> events) override {
+    ++unmutes;
+    told = events.size();
+  }
+  void missed() override { ++misses; }
+};
+
+}  // namespace
+
+// The kernel builds a notification per element for every listener, in the
+// committing process: arpguardd mutes its own socket for a big commit of
+// elements and is told what the commit made. The cache must come out as the
+// notifications would have made it, and no one else's commit go unheard.
+TEST_CASE("cache: a big commit of elements, muted and told instead, leaves the cache equal to a fresh dump") {
+  Lab lab;
+  lab.drain_until_quiet();
+  lab.mute_own_commits();
+  const SetRef vips{rules::arp_table_id(), "vips"};
+  REQUIRE(lab.apply_nft({nft_change::AddElements{vips, kVipsShape, scattered(3000)}}));
+  const Drained added = lab.drain();
+  CHECK(added.events < 10);  // told as one change, not 3,000 notifications (each set message holds a few hundred)
+  auto c = lab.compare();
+  CHECK_MESSAGE(!c, "diff (- cache, + dump):\n" << (c ? c->diff : ""));
+  REQUIRE(lab.apply_nft({nft_change::DelElements{vips, kVipsShape, scattered(1500)}}));
+  c = lab.compare();
+  CHECK_MESSAGE(!c, "diff (- cache, + dump):\n" << (c ? c->diff : ""));
+  CHECK(lab.resyncs() == 0);
+  // Small commits are notified as ever.
+  REQUIRE(lab.apply_nft({nft_change::AddElements{vips, kVipsShape, {rules::vip_element(IpRange::of(*IpPrefix::parse("10.90.0.1/32")))}}}));
+  CHECK(lab.drain().events >= 1);
+  CHECK_FALSE(lab.compare());
+}
+
+TEST_CASE("cache: someone else's commit while arpguard's own is muted is missed, and said so; a failed one tells nothing") {
+  EnteredNetns netns;
+  arpguard::testing::TempDir dir;
+  load_big_set(dir.path());
+  auto kernel = SystemKernel::open(dir.path() + "/state");
+  REQUIRE(kernel);
+  RecordingListener listener;
+  (*kernel)->nft().tell_own_commits(&listener);
+  const SetRef vips{rules::arp_table_id(), "vips"};
+  const std::vector<nft::Element> elements = scattered(2000);  // 10.80/16: beside the big set's 10.64/16
+
+  REQUIRE((*kernel)->apis().nft.apply({nft_change::AddElements{vips, kVipsShape, elements}}));
+  CHECK(listener.mutes == 1);
+  CHECK(listener.unmutes == 1);
+  CHECK(listener.told == 1);
+  CHECK(listener.misses == 0);
+
+  listener.while_muted = [] { REQUIRE(run_here("nft add table inet other").exit_code == 0); };
+  REQUIRE((*kernel)->apis().nft.apply({nft_change::DelElements{vips, kVipsShape, elements}}));
+  CHECK(listener.unmutes == 2);
+  CHECK(listener.misses == 1);
+
+  listener.while_muted = nullptr;
+  const Status failed = (*kernel)->apis().nft.apply({nft_change::DelElements{vips, kVipsShape, elements}});  // gone already
+  CHECK_FALSE(failed);
+  CHECK(listener.unmutes == 3);
+  CHECK(listener.told == 0);
+  CHECK(listener.misses == 1);
+  // Fewer elements: not muted at all.
+  REQUIRE((*kernel)->apis().nft.apply({nft_change::AddElements{vips, kVipsShape, scattered(10)}}));
+  CHECK(listener.mutes == 3);
+}
+
 TEST_CASE("cache: the PERSIST probe leaves no table behind, and answers the same each time") {
   EnteredNetns netns;
   arpguard::testing::TempDir dir;

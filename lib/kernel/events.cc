@@ -7,7 +7,10 @@
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
+#include <poll.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -62,10 +65,17 @@ std::vector<KernelEvent> decode_rtnetlink(const void* data, size_t len) {
   return decode_each(data, len, [](const nlmsghdr* nlh) { return rtnl::decode(nlh); });
 }
 
-std::vector<KernelEvent> decode_nftables(const void* data, size_t len, bool* ends_transaction) {
+std::vector<KernelEvent> decode_nftables(const void* data, size_t len, bool* ends_transaction,
+                                         std::optional<uint32_t>* generation) {
   static const std::vector<nft::TableId> ours = arpguard_tables();
   uint16_t last_type = 0;
-  auto events = decode_each(data, len, [](const nlmsghdr* nlh) { return nftcodec::decode(nlh, ours); }, &last_type);
+  auto decode = [&](const nlmsghdr* nlh) {
+    if (generation) {
+      if (auto id = nftcodec::generation_of(nlh)) *generation = id;
+    }
+    return nftcodec::decode(nlh, ours);
+  };
+  auto events = decode_each(data, len, decode, &last_type);
   if (ends_transaction) *ends_transaction = NFNL_MSG_TYPE(last_type) == NFT_MSG_NEWGEN;
   return events;
 }
@@ -103,7 +113,31 @@ bool EventSocket::join(bool on) {
   return mnl_socket_setsockopt(sock_, on ? NETLINK_ADD_MEMBERSHIP : NETLINK_DROP_MEMBERSHIP, &group, sizeof(group)) == 0;
 }
 
-bool EventSocket::mute() { return kind_ == Kind::kNftables && !deaf_ && join(false); }
+bool EventSocket::mute(uint32_t generation) {
+  if (kind_ != Kind::kNftables || deaf_) return false;
+  // The kernel moves the generation before it sends a commit's notifications:
+  // whatever led up to `generation` is heard whole (its NEWGEN read) before
+  // the socket leaves the group, or it is not left. Read in order, kept for
+  // the next drain.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  for (;;) {
+    bool lost = false;
+    if (Status s = read_socket(told_, lost); !s) {
+      told_error_ = s;
+      return false;
+    }
+    if (lost) {
+      told_lost_ = true;
+      return false;
+    }
+    if (heard_generation_ && static_cast<int32_t>(*heard_generation_ - generation) >= 0) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd wait{fd(), POLLIN, 0};
+    (void)::poll(&wait, 1, static_cast<int>(left.count()) + 1);
+  }
+  return join(false);
+}
 
 void EventSocket::unmute(std::vector<KernelEvent> told) {
   // What came before the mute is read first: it happened before the commit.
@@ -157,7 +191,8 @@ Status EventSocket::read_socket(std::vector<KernelEvent>& events, bool& lost) {
     if (from.nl_pid != 0) continue;
     std::vector<KernelEvent> decoded =
         kind_ == Kind::kRtnetlink ? decode_rtnetlink(buffer_.data(), static_cast<size_t>(n))
-                                  : decode_nftables(buffer_.data(), static_cast<size_t>(n), &between_transactions_);
+                                  : decode_nftables(buffer_.data(), static_cast<size_t>(n), &between_transactions_,
+                                                    &heard_generation_);
     for (KernelEvent& event : decoded) events.push_back(std::move(event));
   }
 }

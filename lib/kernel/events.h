@@ -26,7 +26,9 @@ std::vector<KernelEvent> decode_rtnetlink(const void* data, size_t len);
 /// nftables notifications in one datagram, only those about arpguard's tables.
 /// `ends_transaction`, when given, says whether the datagram's last message
 /// ends a transaction (NFT_MSG_NEWGEN, sent after all of a commit's others).
-std::vector<KernelEvent> decode_nftables(const void* data, size_t len, bool* ends_transaction = nullptr);
+/// `generation`, when given, receives the id of the last NFT_MSG_NEWGEN in it.
+std::vector<KernelEvent> decode_nftables(const void* data, size_t len, bool* ends_transaction = nullptr,
+                                         std::optional<uint32_t>* generation = nullptr);
 
 class EventSocket final : public OwnCommitListener {
  public:
@@ -51,7 +53,7 @@ class EventSocket final : public OwnCommitListener {
 
   // OwnCommitListener (nftables): what drain() gives next is what came
   // before the mute, then what was told, then what comes after the unmute.
-  bool mute() override;
+  bool mute(uint32_t generation) override;
   void unmute(std::vector<KernelEvent> told) override;
   void missed() override { told_lost_ = true; }
 
@@ -68,6 +70,7 @@ class EventSocket final : public OwnCommitListener {
   bool told_lost_ = false;         ///< something was missed while muted
   Status told_error_;              ///< a read while muted failed
   bool deaf_ = false;              ///< the group could not be joined again: retried at each drain
+  std::optional<uint32_t> heard_generation_;  ///< the last commit heard whole (its NFT_MSG_NEWGEN)
   RecvBuffer buffer_{256 * 1024};  ///< any datagram rtnetlink or nftables sends
 };
 

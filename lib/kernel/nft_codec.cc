@@ -239,6 +239,18 @@ uint32_t u32_or(const nftnl_set* set, uint16_t attr) { return nftnl_set_is_set(s
 
 }  // namespace
 
+std::optional<uint32_t> generation_of(const nlmsghdr* nlh) {
+  if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWGEN) return std::nullopt;
+  std::optional<uint32_t> id;
+  mnl_attr_parse(nlh, sizeof(nfgenmsg), [](const nlattr* attr, void* data) {
+    if (mnl_attr_get_type(attr) == NFTA_GEN_ID && mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) {
+      *static_cast<std::optional<uint32_t>*>(data) = ntohl(mnl_attr_get_u32(attr));
+    }
+    return MNL_CB_OK;
+  }, &id);
+  return id;
+}
+
 std::optional<Delta> decode(const nlmsghdr* nlh, const std::vector<nft::TableId>& ours) {
   if ((nlh->nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES || nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nfgenmsg))) {
     return std::nullopt;

@@ -29,6 +29,10 @@ namespace arpguard::nftcodec {
 /// other tables or of other kinds.
 std::optional<Delta> decode(const nlmsghdr* nlh, const std::vector<nft::TableId>& ours);
 
+/// The generation a NFT_MSG_NEWGEN message names (NFTA_GEN_ID); nullopt for
+/// any other message, or one without it.
+std::optional<uint32_t> generation_of(const nlmsghdr* nlh);
+
 /// Rule expressions as the IR of rules/nft_spec.h, normalized.
 std::vector<nft::Expr> decode_exprs(const nftnl_rule* rule);
 

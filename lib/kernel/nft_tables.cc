@@ -44,14 +44,6 @@ int run_callback(const nlmsghdr* nlh, void* data) {
   return MNL_CB_OK;
 }
 
-// NFTA_GEN_ID of a NEWGEN message, into the std::optional<uint32_t> at `data`.
-int generation_attr(const nlattr* attr, void* data) {
-  if (mnl_attr_get_type(attr) == NFTA_GEN_ID && mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) {
-    *static_cast<std::optional<uint32_t>*>(data) = be32toh(mnl_attr_get_u32(attr));
-  }
-  return MNL_CB_OK;
-}
-
 }  // namespace
 
 // nftables notifications heard while arpguard reads its tables. The
@@ -102,8 +94,7 @@ class CommitWatch {
     bool reached = false;
     Callback on_message = [&](const nlmsghdr* nlh) {
       if (NFNL_MSG_TYPE(nlh->nlmsg_type) == NFT_MSG_NEWGEN) {
-        std::optional<uint32_t> id;
-        mnl_attr_parse(nlh, sizeof(nfgenmsg), generation_attr, &id);
+        const std::optional<uint32_t> id = nftcodec::generation_of(nlh);
         if (id && static_cast<int32_t>(*id - generation) >= 0) reached = true;
         return;
       }
@@ -352,8 +343,7 @@ Result<uint32_t> NftTables::generation() {
   std::optional<uint32_t> id;
   Status s = talk(sock_, portid_, seq_, NFT_MSG_GETGEN, AF_UNSPEC, NLM_F_ACK, [](nlmsghdr*) {},
                   [&](const nlmsghdr* nlh) {
-                    if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWGEN) return;
-                    mnl_attr_parse(nlh, sizeof(nfgenmsg), generation_attr, &id);
+                    if (auto heard = nftcodec::generation_of(nlh)) id = heard;
                   },
                   "GETGEN");
   if (!s) return s.error();
@@ -516,9 +506,11 @@ Status NftTables::commit_elements_muted(const std::vector<NftChange>& changes) {
     if (Status s = commit(structure); !s) return s;
   }
   // A commit of someone else's while muted shows as a generation moved by
-  // more than ours: the listener then reads everything again.
+  // more than ours: the listener then reads everything again. One before
+  // the mute is heard by it first: the kernel moves the generation before it
+  // notifies, so the listener waits for that commit's last notification.
   auto before = generation();
-  if (!before || !listener_->mute()) return commit(elements);
+  if (!before || !listener_->mute(*before)) return commit(elements);
   const Status status = commit(elements);
   std::vector<KernelEvent> told;
   if (status) {

@@ -29,8 +29,9 @@ class CommitWatch;
 class OwnCommitListener {
  public:
   virtual ~OwnCommitListener() = default;
-  /// Stops the kernel's notifications to it; false when they still come.
-  virtual bool mute() = 0;
+  /// Stops the kernel's notifications to it, once every commit up to
+  /// `generation` has been heard whole; false when they still come.
+  virtual bool mute(uint32_t generation) = 0;
   /// Starts them again, after `told`: what the commit made, as the kernel
   /// would have notified it, after whatever came before the mute.
   virtual void unmute(std::vector<KernelEvent> told) = 0;

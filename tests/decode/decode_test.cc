@@ -597,6 +597,21 @@ TEST_CASE("decode: a datagram ending with NFT_MSG_NEWGEN ends a transaction; any
   CHECK(ended == (f.step("set_del").back()->type == "NFT_MSG_NEWGEN"));
 }
 
+TEST_CASE("decode: the generation a datagram's last NFT_MSG_NEWGEN names; none from other messages") {
+  const Fixture& f = nft_fixture();
+  std::vector<uint32_t> generations;  // in the order the capture heard them
+  for (const Captured& c : f.all()) {
+    CAPTURE(c.label);
+    std::optional<uint32_t> generation;
+    decode_nftables(c.bytes.data(), c.bytes.size(), nullptr, &generation);
+    CHECK(generation.has_value() == (c.type == "NFT_MSG_NEWGEN"));
+    if (generation) generations.push_back(*generation);
+  }
+  REQUIRE(generations.size() > 10);
+  // Each commit moves it on: the capture's commits were one after the other.
+  for (size_t i = 1; i < generations.size(); ++i) CHECK(static_cast<int32_t>(generations[i] - generations[i - 1]) > 0);
+}
+
 // ---- duplicates and late events ----
 
 TEST_CASE("decode: a duplicate event changes nothing, for every captured message") {

@@ -179,5 +179,7 @@ TEST_CASE("20,000 VIPs: each kind of drift is repaired, an overrun resynced, and
     REQUIRE(vips.out.size() > 20u * kVips);
   }
   CAPTURE(before);
-  CHECK(resident_kb() < before + 8 * 1024);
+  // Handed back when arpguardd has seen the connection close, which may come
+  // after the CLI has its answer and has exited.
+  CHECK(eventually([&] { return resident_kb() < before + 8 * 1024; }, 5));
 }

@@ -304,6 +304,7 @@ input::Events Daemon::drain_events() {
     if (Status s = socket->drain(in.events, in.lost); !s) in.error = s.error();
   }
   in.nftables_whole = nft_events_->between_transactions();
+  in.unheard = nft_events_->take_unheard();
   return in;
 }
 

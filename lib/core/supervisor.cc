@@ -318,6 +318,10 @@ void Supervisor::on_events(const input::Events& in, double now, Out& out) {
     request_resync(out, fmt::format("kernel events: {}: full resync", in.error->message()).c_str());
   }
   if (in.lost) request_resync(out, "kernel events were lost (socket overrun): full resync");
+  if (in.unheard) {
+    request_resync(out, "another process committed to nftables during one of arpguard's own big commits, unheard: "
+                        "full resync");
+  }
   if (!have_cache_) return;  // the dump under way will hold them
   Touched touched;
   bool cache_changed = false;

@@ -68,6 +68,9 @@ struct Observed {
 struct Events {
   std::vector<KernelEvent> events;
   bool lost = false;
+  /// Another process committed to nftables while arpguard's own big commit
+  /// was muted (kernel/nft_tables.h): its notifications were not heard.
+  bool unheard = false;
   std::optional<Error> error;
   /// The nftables notifications read so far end at a transaction's end
   /// (NFT_MSG_NEWGEN): no more of those commits is on its way.

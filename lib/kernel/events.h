@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "core/observed_delta.h"
@@ -55,7 +56,9 @@ class EventSocket final : public OwnCommitListener {
   // before the mute, then what was told, then what comes after the unmute.
   bool mute(uint32_t generation) override;
   void unmute(std::vector<KernelEvent> told) override;
-  void missed() override { told_lost_ = true; }
+  void missed() override { unheard_ = true; }
+  /// Whether missed() was said since the last call: everything is to be read again.
+  bool take_unheard() { return std::exchange(unheard_, false); }
 
  private:
   EventSocket(mnl_socket* sock, Kind kind) : sock_(sock), kind_(kind) {}
@@ -67,7 +70,8 @@ class EventSocket final : public OwnCommitListener {
   Kind kind_;
   bool between_transactions_ = false;
   std::vector<KernelEvent> told_;  ///< read or told while muted, for the next drain
-  bool told_lost_ = false;         ///< something was missed while muted
+  bool told_lost_ = false;         ///< the socket overran while read for a mute
+  bool unheard_ = false;           ///< someone else committed while muted
   Status told_error_;              ///< a read while muted failed
   bool deaf_ = false;              ///< the group could not be joined again: retried at each drain
   std::optional<uint32_t> heard_generation_;  ///< the last commit heard whole (its NFT_MSG_NEWGEN)

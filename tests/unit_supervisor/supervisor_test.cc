@@ -780,3 +780,16 @@ TEST_CASE("a state record that cannot be written: VIPs still go in, status warns
   CHECK(unrecorded(status) == status.reasons.end());
   CHECK(render_metrics(status).find("\narpguard_state_record_ok 1\n") != std::string::npos);
 }
+
+TEST_CASE("a commit unheard while arpguard's own big commit was muted: said so, and everything read again") {
+  Rig rig(kOneVip);
+  input::Events in;
+  in.unheard = true;
+  rig.driver->feed(std::move(in));
+  rig.settle();
+  CHECK(rig.logged("another process committed to nftables during one of arpguard's own big commits, unheard: "
+                   "full resync"));
+  CHECK_FALSE(rig.logged("socket overrun"));
+  // The read happened, found nothing to repair: still ready.
+  CHECK(rig.ready().ready);
+}
